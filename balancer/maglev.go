@@ -1,0 +1,210 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DefaultTableSize is the Maglev table size used when a ServiceSpec leaves TableSize at 0.
+// It is prime and gives each of up to a few hundred backends a share accurate to well
+// under 1%.
+const DefaultTableSize = 65537
+
+// maxTableSize bounds a Maglev table (64 MiB of uint32 entries at most).
+const maxTableSize = 1 << 24
+
+// maxUint16Backends is the largest backend count whose indices fit a uint16 entry.
+const maxUint16Backends = 1 << 16
+
+// IsPrime reports whether n is prime.
+func IsPrime(n uint32) bool {
+	if n < 2 {
+		return false
+	}
+	if n%2 == 0 || n%3 == 0 {
+		return n == 2 || n == 3
+	}
+	for i := uint64(5); i*i <= uint64(n); i += 6 {
+		if uint64(n)%i == 0 || uint64(n)%(i+2) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Maglev is an immutable Maglev lookup table: size slots, each naming the index of the
+// backend that owns it. Exactly one of e16 and e32 is non-nil unless the table is empty
+// (no backend has weight > 0), in which case both are nil and Lookup returns -1.
+type Maglev struct {
+	size   uint64
+	e16    []uint16 // entries when there are at most 65536 keys
+	e32    []uint32 // entries otherwise
+	counts []int    // slots held per key index
+}
+
+// NewMaglev builds the table for the backends named by keys, in the given order, each with
+// the matching weight. keys must be stable names (dsrlb uses address strings) and unique.
+// A backend gets a share weight/sum(weights) of the size slots; with equal weights the fill
+// is exactly the paper's algorithm. Backends with weight 0 get no slot. If no backend has
+// weight > 0 the table is valid and empty. size must be prime and at most 1<<24.
+func NewMaglev(keys []string, weights []uint32, size uint32, seed uint64) (*Maglev, error) {
+	if len(keys) != len(weights) {
+		return nil, fmt.Errorf("maglev: %d keys but %d weights", len(keys), len(weights))
+	}
+	if size > maxTableSize {
+		return nil, fmt.Errorf("maglev: table size %d exceeds maximum %d", size, maxTableSize)
+	}
+	if !IsPrime(size) {
+		return nil, fmt.Errorf("maglev: table size %d is not prime", size)
+	}
+	seen := make(map[string]int, len(keys))
+	weighted := 0
+	for i, k := range keys {
+		if j, dup := seen[k]; dup {
+			return nil, fmt.Errorf("maglev: duplicate key %q at index %d and %d", k, j, i)
+		}
+		seen[k] = i
+		if weights[i] > 0 {
+			weighted++
+		}
+	}
+	if uint64(weighted) > uint64(size) {
+		return nil, fmt.Errorf("maglev: table size %d is smaller than the %d backends with weight > 0", size, weighted)
+	}
+
+	offsets := make([]uint32, len(keys))
+	skips := make([]uint32, len(keys))
+	for i, k := range keys {
+		offsets[i] = uint32(keyHash(seed, k, 'o') % uint64(size))
+		skips[i] = 1
+		if size > 2 {
+			skips[i] = uint32(keyHash(seed, k, 's')%uint64(size-1)) + 1
+		}
+	}
+	m := &Maglev{size: uint64(size), counts: make([]int, len(keys))}
+	if weighted == 0 {
+		return m, nil
+	}
+	entries := populate(offsets, skips, weights, size)
+	if len(keys) <= maxUint16Backends {
+		m.e16 = make([]uint16, size)
+	} else {
+		m.e32 = make([]uint32, size)
+	}
+	for slot, b := range entries {
+		if b < 0 {
+			// Cannot happen: populate fills every slot when a weight is > 0.
+			return nil, errors.New("maglev: internal error: unfilled slot")
+		}
+		m.counts[b]++
+		if m.e16 != nil {
+			m.e16[slot] = uint16(b)
+		} else {
+			m.e32[slot] = uint32(b)
+		}
+	}
+	return m, nil
+}
+
+// populate is the Maglev fill (paper, Pseudocode 1) generalised to weights. Backend i's
+// preference list is offsets[i], offsets[i]+skips[i], offsets[i]+2·skips[i], ... (mod size).
+// In each round every backend, in index order, adds its weight to its credit; if the credit
+// reaches the largest weight it pays that and takes its next preferred empty slot. With equal
+// weights every backend takes one slot per round: the paper's algorithm exactly.
+//
+// It requires a prime size, offsets[i] < size and 1 <= skips[i] < size (so each preference
+// list visits every slot). It returns the owner of each slot, or all -1 if no weight is > 0.
+func populate(offsets, skips, weights []uint32, size uint32) []int32 {
+	entry := make([]int32, size)
+	for i := range entry {
+		entry[i] = -1
+	}
+	var wmax uint64
+	active := make([]int32, 0, len(weights))
+	for i, w := range weights {
+		if w > 0 {
+			active = append(active, int32(i))
+			wmax = max(wmax, uint64(w))
+		}
+	}
+	if len(active) == 0 {
+		return entry
+	}
+	next := append([]uint32(nil), offsets...) // next candidate slot per backend
+	credit := make([]uint64, len(weights))
+	filled := uint32(0)
+	for {
+		for _, i := range active {
+			credit[i] += uint64(weights[i])
+			if credit[i] < wmax {
+				continue
+			}
+			credit[i] -= wmax
+			p, skip := next[i], skips[i]
+			for entry[p] >= 0 {
+				if p += skip; p >= size {
+					p -= size
+				}
+			}
+			entry[p] = i
+			if p += skip; p >= size {
+				p -= size
+			}
+			next[i] = p
+			if filled++; filled == size {
+				return entry
+			}
+		}
+	}
+}
+
+// Lookup returns the index (into NewMaglev's keys) of the backend owning slot h % Size(),
+// or -1 if the table is empty. It never allocates.
+func (m *Maglev) Lookup(h uint64) int {
+	if m.e16 != nil {
+		return int(m.e16[h%m.size])
+	}
+	if m.e32 != nil {
+		return int(m.e32[h%m.size])
+	}
+	return -1
+}
+
+// Size returns the number of slots.
+func (m *Maglev) Size() int { return int(m.size) }
+
+// Counts returns the number of slots each backend holds, by key index, in a new slice.
+func (m *Maglev) Counts() []int { return append([]int(nil), m.counts...) }
+
+// entries returns the slot owners as uint32 (nil for an empty table), for tests.
+func (m *Maglev) entries() []uint32 {
+	if m.e32 != nil {
+		return append([]uint32(nil), m.e32...)
+	}
+	if m.e16 == nil {
+		return nil
+	}
+	out := make([]uint32, len(m.e16))
+	for i, e := range m.e16 {
+		out[i] = uint32(e)
+	}
+	return out
+}
+
+// keyHash is FNV-1a 64 over the seed (8 bytes, little-endian), the key and a salt byte,
+// followed by a finalizer so every output bit depends on every input bit.
+func keyHash(seed uint64, key string, salt byte) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < 8; i++ {
+		h = (h ^ ((seed >> (8 * i)) & 0xff)) * prime
+	}
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * prime
+	}
+	h = (h ^ uint64(salt)) * prime
+	return finish(h)
+}

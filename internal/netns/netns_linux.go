@@ -1,0 +1,123 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+const bindDir = "/run/netns"
+
+// New creates the named namespace (failing if it exists), brings its
+// loopback up and returns it. The caller deletes it with Close.
+func New(name string) (*NS, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	var n *NS
+	err := onLockedThread(func() error {
+		h, err := vns.NewNamed(name) // switches this thread into it
+		if err != nil {
+			return fmt.Errorf("create network namespace %s: %w", name, err)
+		}
+		n = &NS{name: name, fd: int(h), own: true}
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			return fmt.Errorf("bring up lo in network namespace %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil && n != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, err
+}
+
+// Open returns a handle to an existing named namespace. Close releases the
+// handle without deleting the namespace.
+func Open(name string) (*NS, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	h, err := vns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", name, err)
+	}
+	return &NS{name: name, fd: int(h)}, nil
+}
+
+// Close releases the handle and, for a namespace made by New, deletes it.
+// Processes still running inside keep it alive until they exit.
+func (n *NS) Close() error {
+	if n.fd >= 0 {
+		unix.Close(n.fd)
+		n.fd = -1
+	}
+	if !n.own {
+		return nil
+	}
+	n.own = false
+	if err := vns.DeleteNamed(n.name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete network namespace %s: %w", n.name, err)
+	}
+	return nil
+}
+
+// Do runs fn on a locked OS thread inside the namespace and waits for it.
+func (n *NS) Do(fn func() error) error {
+	return onLockedThread(func() error {
+		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("enter network namespace %s: %w", n.name, os.NewSyscallError("setns", err))
+		}
+		return fn()
+	})
+}
+
+// Netlink returns a netlink handle whose sockets live in the namespace.
+func (n *NS) Netlink() (*netlink.Handle, error) {
+	h, err := netlink.NewHandleAt(vns.NsHandle(n.fd))
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in network namespace %s: %w", n.name, err)
+	}
+	return h, nil
+}
+
+// Command returns a command that runs inside the namespace
+// (`ip netns exec NAME name args...`).
+func (n *NS) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// onLockedThread runs fn on a fresh goroutine with its thread locked, then
+// restores the thread's original namespace. If that restore fails the thread
+// stays locked and dies with the goroutine.
+func onLockedThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		ferr := fn()
+		if err := vns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("restore network namespace: %w", err))
+			return // thread stays locked: the runtime discards it
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

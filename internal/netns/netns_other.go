@@ -1,0 +1,24 @@
+//go:build !linux
+
+package netns
+
+import (
+	"os/exec"
+)
+
+const bindDir = "/run/netns"
+
+// New is not supported on this system.
+func New(name string) (*NS, error) { return nil, errUnsupported }
+
+// Open is not supported on this system.
+func Open(name string) (*NS, error) { return nil, errUnsupported }
+
+// Close does nothing on this system.
+func (n *NS) Close() error { return errUnsupported }
+
+// Do is not supported on this system.
+func (n *NS) Do(fn func() error) error { return errUnsupported }
+
+// Command is not supported on this system.
+func (n *NS) Command(name string, args ...string) *exec.Cmd { return exec.Command("false") }
