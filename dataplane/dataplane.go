@@ -1,0 +1,108 @@
+package dataplane
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/dsrlb/dsrlb/balancer"
+)
+
+// Config says how to run the dataplane.
+type Config struct {
+	// Interface receives VIP traffic and reaches the servers (one-armed).
+	Interface string
+	// Workers is the number of workers, each with its own socket and ring;
+	// 0 means one per CPU.
+	Workers int
+	// FlowTableSize is the number of flow entries per worker (default 65536).
+	FlowTableSize int
+	// FlowIdleTimeout is how long a flow is remembered after its last packet
+	// (default 5 minutes).
+	FlowIdleTimeout time.Duration
+	// Ring sizes the receive rings; zero fields take DefaultRingConfig's.
+	Ring RingConfig
+	// Log receives control-path messages; nil discards them.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	if c.FlowTableSize <= 0 {
+		c.FlowTableSize = 1 << 16
+	}
+	if c.FlowIdleTimeout <= 0 {
+		c.FlowIdleTimeout = 5 * time.Minute
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.Ring = c.Ring.withDefaults()
+	return c
+}
+
+// Dataplane forwards VIP traffic arriving on one interface to the backends
+// chosen by the current table. Create it with Open, start it with Run, give it
+// new tables with SetTable.
+type Dataplane struct {
+	cfg     Config
+	ifi     *net.Interface
+	mac     [6]byte
+	table   atomic.Pointer[balancer.Table]
+	workers []*Worker
+	start   time.Time
+	sys     sysDataplane // OS-specific sockets and rings
+}
+
+// MAC returns the interface's MAC address, the source of every forwarded frame.
+func (d *Dataplane) MAC() net.HardwareAddr { return net.HardwareAddr(d.mac[:]) }
+
+// Interface returns the interface the dataplane runs on.
+func (d *Dataplane) Interface() *net.Interface { return d.ifi }
+
+// Workers returns the number of workers.
+func (d *Dataplane) Workers() int { return len(d.workers) }
+
+// Table returns the table the workers currently use.
+func (d *Dataplane) Table() *balancer.Table { return d.table.Load() }
+
+// Stats sums the workers' counters. Counters are published once per ring
+// block, so they lag by at most a block timeout.
+func (d *Dataplane) Stats() Stats {
+	var s Stats
+	for _, w := range d.workers {
+		w.addTo(&s)
+	}
+	return s
+}
+
+// now is the workers' monotonic clock: nanoseconds since Open, never 0.
+func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) + 1 }
+
+// CheckVIPsNotLocal returns an error if any VIP is an address of this host's
+// kernel: its TCP stack would answer (and reset) connections meant for the
+// servers.
+func CheckVIPsNotLocal(vips []netip.Addr) error {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return fmt.Errorf("list local addresses: %w", err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		for _, v := range vips {
+			if p.Addr().Unmap() == v {
+				return fmt.Errorf("VIP %s is an address of this host (%s): the balancer's own kernel would answer and reset connections to it; remove it (ip addr del %s dev ...) — on the balancer the VIP must not be configured, dsrlb answers ARP/NDP for it", v, a, a)
+			}
+		}
+	}
+	return nil
+}

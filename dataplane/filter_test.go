@@ -1,0 +1,103 @@
+package dataplane
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"golang.org/x/net/bpf"
+)
+
+func buildFrame(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, sport, dport uint16, payload []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2}}
+	var ip gopacket.NetworkLayer
+	var ls []gopacket.SerializableLayer
+	if src.Is4() {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ip, ls = ip4, []gopacket.SerializableLayer{eth, ip4}
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ip, ls = ip6, []gopacket.SerializableLayer{eth, ip6}
+	}
+	switch proto {
+	case layers.IPProtocolTCP:
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Seq: 1, Window: 1000}
+		tcp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, tcp)
+	case layers.IPProtocolUDP:
+		udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		udp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, udp)
+	}
+	ls = append(ls, gopacket.Payload(payload))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func runFilter(t *testing.T, prog []bpf.Instruction, frame []byte) int {
+	t.Helper()
+	vm, err := bpf.NewVM(prog)
+	if err != nil {
+		t.Fatalf("filter does not load: %v", err)
+	}
+	n, err := vm.Run(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestVIPFilter(t *testing.T) {
+	vip4a, vip4b := netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("198.18.0.101")
+	vip6 := netip.MustParseAddr("2001:db8::100")
+	other4, other6 := netip.MustParseAddr("198.18.0.7"), netip.MustParseAddr("2001:db8::100:1")
+	client4, client6 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:db8::2")
+	arp := make([]byte, 42)
+	arp[12], arp[13] = 0x08, 0x06
+	for _, vips := range [][]netip.Addr{{vip4a, vip4b, vip6}, manyVIPs(vip4a, vip4b, vip6)} {
+		prog := vipFilter(vips)
+		cases := []struct {
+			name   string
+			frame  []byte
+			accept bool
+		}{
+			{"v4 to vip a", buildFrame(t, client4, vip4a, layers.IPProtocolTCP, 1000, 80, nil), true},
+			{"v4 to vip b", buildFrame(t, client4, vip4b, layers.IPProtocolUDP, 1000, 53, nil), true},
+			{"v4 to other", buildFrame(t, client4, other4, layers.IPProtocolTCP, 1000, 80, nil), false},
+			{"v6 to vip", buildFrame(t, client6, vip6, layers.IPProtocolTCP, 1000, 80, nil), true},
+			{"v6 to other", buildFrame(t, client6, other6, layers.IPProtocolTCP, 1000, 80, nil), false},
+			{"arp", arp, false},
+		}
+		for _, c := range cases {
+			got := runFilter(t, prog, c.frame) > 0
+			if len(vips) > maxFilterVIPs && (c.name == "v4 to other" || c.name == "v6 to other") {
+				c.accept = true // coarse filter: every IP frame
+			}
+			if got != c.accept {
+				t.Errorf("%d vips, %s: accepted=%v, want %v", len(vips), c.name, got, c.accept)
+			}
+		}
+	}
+	// Only v4 VIPs: v6 frames are rejected, and vice versa.
+	if runFilter(t, vipFilter([]netip.Addr{vip4a}), buildFrame(t, client6, vip6, layers.IPProtocolTCP, 1, 80, nil)) != 0 {
+		t.Error("v6 frame accepted by a v4-only filter")
+	}
+	if runFilter(t, vipFilter([]netip.Addr{vip6}), buildFrame(t, client4, vip4a, layers.IPProtocolTCP, 1, 80, nil)) != 0 {
+		t.Error("v4 frame accepted by a v6-only filter")
+	}
+}
+
+func manyVIPs(keep ...netip.Addr) []netip.Addr {
+	out := append([]netip.Addr(nil), keep...)
+	for i := 0; i < maxFilterVIPs; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+	}
+	return out
+}

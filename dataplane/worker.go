@@ -1,0 +1,195 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/dsrlb/dsrlb/balancer"
+)
+
+// Stats are counters summed over workers. Reasons is indexed by Reason;
+// Reasons[Forwarded] counts forwarded frames.
+type Stats struct {
+	Received       uint64
+	Reasons        [numReasons]uint64
+	ForwardedBytes uint64
+	FlowsNew       uint64 // flows inserted into a flow table
+	FlowEvictions  uint64 // live flows pushed out by newer ones
+	FlowsLive      uint64 // occupied flow-table entries
+	FlowCapacity   uint64 // flow-table entries, all workers
+	RingDrops      uint64 // frames the kernel dropped because a ring was full
+}
+
+// Forwarded returns the number of frames forwarded.
+func (s *Stats) Forwarded() uint64 { return s.Reasons[Forwarded] }
+
+// Dropped returns the number of frames not forwarded, for any reason.
+func (s *Stats) Dropped() uint64 {
+	var n uint64
+	for r := DropRunt; r < numReasons; r++ {
+		n += s.Reasons[r]
+	}
+	return n
+}
+
+// ReasonName returns the metric-friendly name of drop reason i.
+func ReasonName(i int) string { return Reason(i).String() }
+
+// NumReasons is the length of Stats.Reasons.
+const NumReasons = int(numReasons)
+
+// counts is a worker's plain counters: only the worker touches them.
+type counts struct {
+	received  uint64
+	reasons   [numReasons]uint64
+	fwdBytes  uint64
+	flowsNew  uint64
+	ringDrops uint64
+}
+
+// published is the copy of a worker's counters that other goroutines read.
+// The worker stores into it once per batch.
+type published struct {
+	received  atomic.Uint64
+	reasons   [numReasons]atomic.Uint64
+	fwdBytes  atomic.Uint64
+	flowsNew  atomic.Uint64
+	evictions atomic.Uint64
+	live      atomic.Uint64
+	ringDrops atomic.Uint64
+	_         [64]byte // keep workers' counters on separate cache lines
+}
+
+// Worker makes the forwarding decision for frames. It owns a flow table and
+// counters and shares nothing with other workers; it is not safe for
+// concurrent use. The packet path (Handle) never allocates, locks or logs.
+type Worker struct {
+	mac   [6]byte // the balancer interface's MAC: the rewritten source
+	flows *FlowTable
+	pkt   Packet
+	c     counts
+	pub   published
+}
+
+// NewWorker returns a worker that rewrites the source MAC to mac and keeps a
+// flow table of flowTableSize entries that expire after idleNs nanoseconds.
+func NewWorker(mac [6]byte, flowTableSize int, idleNs int64) *Worker {
+	return &Worker{mac: mac, flows: NewFlowTable(flowTableSize, idleNs)}
+}
+
+// Handle decides what to do with one frame using table t at time now
+// (monotonic nanoseconds, never 0). When it returns Forwarded the frame has
+// been rewritten in place and should be transmitted as it is; otherwise the
+// frame is untouched and the return value says why it is dropped. Handle
+// counts the decision.
+func (w *Worker) Handle(frame []byte, t *balancer.Table, now int64) Reason {
+	r := w.decide(frame, t, now)
+	w.c.received++
+	w.c.reasons[r]++
+	if r == Forwarded {
+		w.c.fwdBytes += uint64(len(frame))
+	}
+	return r
+}
+
+func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
+	p := &w.pkt
+	if r := Parse(frame, p); r != Forwarded {
+		return r
+	}
+	var proto balancer.Protocol
+	switch p.Proto {
+	case protoTCP:
+		proto = balancer.TCP
+	case protoUDP:
+		proto = balancer.UDP
+	case protoICMPv6:
+		if !t.HasVIP(p.Dst) {
+			return DropNotVIP
+		}
+		if p.ICMPType == 135 || p.ICMPType == 136 {
+			return DropNDP
+		}
+		return DropProtocol
+	default:
+		if !t.HasVIP(p.Dst) {
+			return DropNotVIP
+		}
+		return DropProtocol
+	}
+
+	flow := balancer.Flow{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: proto}
+	var b *balancer.Backend
+	if p.Fragment {
+		// Stateless and port-free, so that every fragment of a datagram,
+		// first or not, makes the same choice.
+		svc := t.LookupFragment(p.Dst, proto)
+		if svc == nil {
+			return w.noService(t, p)
+		}
+		i, ok := svc.Pick(flow.Hash3(t.Seed()))
+		if !ok {
+			return DropNoBackend
+		}
+		b = svc.Backend(i)
+	} else {
+		svc := t.Lookup(p.Dst, proto, p.DstPort)
+		if svc == nil {
+			return w.noService(t, p)
+		}
+		hash := flow.Hash(t.Seed())
+		key := makeFlowKey(p)
+		if addr, ok := w.flows.Lookup(hash, &key, now); ok {
+			if i, ok := svc.Index(addr); ok {
+				b = svc.Backend(i)
+			}
+		}
+		if b == nil {
+			// New flow, or its backend left the table: pick by Maglev.
+			i, ok := svc.Pick(hash)
+			if !ok {
+				return DropNoBackend
+			}
+			b = svc.Backend(i)
+			w.flows.Insert(hash, &key, b.Addr, now)
+			w.c.flowsNew++
+		}
+	}
+	Rewrite(frame[:12], b.MAC, w.mac)
+	return Forwarded
+}
+
+func (w *Worker) noService(t *balancer.Table, p *Packet) Reason {
+	if t.HasVIP(p.Dst) {
+		return DropNoService
+	}
+	return DropNotVIP
+}
+
+// publish copies the worker's counters where Stats can read them.
+func (w *Worker) publish() {
+	p := &w.pub
+	p.received.Store(w.c.received)
+	for i := range w.c.reasons {
+		p.reasons[i].Store(w.c.reasons[i])
+	}
+	p.fwdBytes.Store(w.c.fwdBytes)
+	p.flowsNew.Store(w.c.flowsNew)
+	p.evictions.Store(w.flows.Evictions)
+	p.live.Store(w.flows.Live)
+	p.ringDrops.Store(w.c.ringDrops)
+}
+
+// addTo adds the worker's published counters to s.
+func (w *Worker) addTo(s *Stats) {
+	p := &w.pub
+	s.Received += p.received.Load()
+	for i := range s.Reasons {
+		s.Reasons[i] += p.reasons[i].Load()
+	}
+	s.ForwardedBytes += p.fwdBytes.Load()
+	s.FlowsNew += p.flowsNew.Load()
+	s.FlowEvictions += p.evictions.Load()
+	s.FlowsLive += p.live.Load()
+	s.FlowCapacity += uint64(w.flows.Cap())
+	s.RingDrops += p.ringDrops.Load()
+}

@@ -1,0 +1,134 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const usage = `dsrlb — a userspace L4 Direct Server Return load balancer
+
+Usage:
+  dsrlb run --config FILE                 run the balancer from a YAML config
+  dsrlb run --interface IF --vip VIP[:PORT][/tcp|udp] --backend ADDR ...
+                                          run it from flags (quick lab use)
+  dsrlb server up|down|check --vip VIP [--interface NIC]
+                                          prepare, restore or verify a real server
+  dsrlb lab [--requests N] [--ipv6] [--keep]
+                                          build a DSR lab in network namespaces and show it working
+  dsrlb config check FILE                 validate a config file
+  dsrlb version                           print the version
+
+Run 'dsrlb COMMAND --help' for a command's flags.
+`
+
+// Main runs the command line args and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCmd(rest, stdout, stderr)
+	case "server":
+		return serverCmd(rest, stdout, stderr)
+	case "config":
+		return configCmd(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "dsrlb", version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "dsrlb: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
+
+// newFlags returns a flag set that prints its usage with a synopsis and
+// reports errors instead of exiting.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; ok is false with the exit code to return when parsing
+// ended the command (an error, or --help).
+func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// logFlags are the logging flags every long-running command takes.
+type logFlags struct {
+	json  bool
+	level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.json, "log-json", false, "log as JSON lines instead of text")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if l.json {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func fail(stderr io.Writer, code int, format string, args ...any) int {
+	fmt.Fprintf(stderr, "dsrlb: "+format+"\n", args...)
+	return code
+}
+
+var _ = os.Stdout

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/internal/config"
+	"github.com/dsrlb/dsrlb/internal/engine"
+)
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "dsrlb run --config FILE | --interface IF --vip VIP[:PORT][/PROTO] --backend ADDR[,mac=MAC][,weight=W] ...", stderr)
+	cfgPath := fs.String("config", "", "YAML config file (see README.md); excludes --interface/--vip/--backend")
+	iface := fs.String("interface", "", "interface that receives VIP traffic and reaches the servers")
+	workers := fs.Int("workers", 0, "worker count (0: one per CPU); with --config, overrides the file's when set")
+	var vips, backends listFlag
+	fs.Var(&vips, "vip", "service VIP, repeatable: 10.0.0.100:80/tcp, 10.0.0.100/udp (every port), [2001:db8::100]:80/tcp")
+	fs.Var(&backends, "backend", "backend, repeatable: 10.0.0.11 or 10.0.0.11,mac=02:00:00:00:00:11,weight=2 (joins every VIP of its family)")
+	var lf logFlags
+	lf.register(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, exitUsage, "run: unexpected argument %q", fs.Arg(0))
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
+	}
+	var cfg *config.Config
+	switch {
+	case *cfgPath != "" && (*iface != "" || len(vips) > 0 || len(backends) > 0):
+		return fail(stderr, exitUsage, "run: --config excludes --interface, --vip and --backend")
+	case *cfgPath != "":
+		cfg, err = config.Load(*cfgPath)
+		if err == nil && *workers > 0 {
+			cfg.Workers = *workers
+		}
+	case *iface == "" && len(vips) == 0 && len(backends) == 0:
+		fs.Usage()
+		return exitUsage
+	default:
+		cfg, err = config.FromFlags(*iface, *workers, vips, backends)
+	}
+	if err != nil {
+		return fail(stderr, exitUsage, "run: invalid configuration:\n%s", indent(err.Error()))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, err := engine.Serve(ctx, cfg, log)
+	fmt.Fprintln(stdout, summary(&st))
+	if err != nil {
+		return fail(stderr, exitFailure, "run: %v", err)
+	}
+	return exitOK
+}
+
+// summary is the one line printed at shutdown.
+func summary(st *dataplane.Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "dsrlb: received %d, forwarded %d (%d bytes), dropped %d", st.Received, st.Forwarded(), st.ForwardedBytes, st.Dropped())
+	var parts []string
+	for i := 1; i < dataplane.NumReasons; i++ {
+		if n := st.Reasons[i]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", dataplane.ReasonName(i), n))
+		}
+	}
+	if st.RingDrops > 0 {
+		parts = append(parts, fmt.Sprintf("ring_full=%d", st.RingDrops))
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, " "))
+	}
+	fmt.Fprintf(&b, "; flows %d new, %d evicted", st.FlowsNew, st.FlowEvictions)
+	return b.String()
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+func configCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 || args[0] != "check" {
+		return fail(stderr, exitUsage, "usage: dsrlb config check FILE")
+	}
+	cfg, err := config.Load(args[1])
+	if err != nil {
+		return fail(stderr, exitUsage, "%s: invalid configuration:\n%s", args[1], indent(err.Error()))
+	}
+	n := 0
+	for _, s := range cfg.Services {
+		n += len(s.Backends)
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d services, %d backends, interface %s)\n", args[1], len(cfg.Services), n, cfg.Interface)
+	return exitOK
+}
