@@ -21,8 +21,8 @@
 //     point into the table and must not be modified; [Table.VIPs], [Table.Services] and
 //     [Maglev.Counts] return fresh slices.
 //   - Determinism. Backends are sorted by address inside each service, Maglev permutations come
-//     from FNV-1a over (seed, address string), and Flow hashes use fixed multiply-xorshift
-//     mixing: no hash/maphash, no random seeds, no map iteration. Two processes with the same
+//     from FNV-1a over (seed, address string), and Flow hashes use fixed multiply and
+//     xorshift mixing: no hash/maphash, no random seeds, no map iteration. Two processes with the same
 //     specs and seed build byte-identical tables and hash every flow to the same value, so a
 //     fleet of load balancers agrees on every flow's backend. Changing the hash functions
 //     changes every flow's backend; golden tests pin them.
@@ -38,7 +38,8 @@
 // Table.Lookup is one or two Go map lookups. Service.Pick is a modulo and one load from the
 // Maglev entries, stored as []uint16 when there are at most 65536 backends (128 KiB at the
 // default size of 65537 slots) and as []uint32 otherwise. Service.Index is a binary search over
-// the sorted backends. Flow.Hash is a handful of multiplies.
+// the sorted backends. Flow.Hash is three 128-bit multiplies and a finalizer, the two
+// addresses mixed in parallel.
 //
 // NewMaglev takes O(size) memory and, with equal weights, the paper's expected O(size·log size)
 // time. With unequal weights each fill round visits every weighted backend, so the time grows
@@ -54,4 +55,12 @@
 // and backends must be of the VIP's address family. Table sizes must be prime and at most
 // 1<<24. A backend with weight 0 is draining: it owns no Maglev slot, so it gets no new flows,
 // but Service.Index still finds it so established flows can be kept.
+//
+// # Fragments
+//
+// IP fragments after the first carry no ports, so [Table.LookupFragment] matches every fragment
+// of a datagram by VIP and protocol alone (the port-0 service, else the only service for that
+// protocol), and [Flow.Hash3] picks the backend from addresses and protocol alone: all fragments
+// of one datagram reach the same backend. With several port services on one VIP and protocol
+// and no port-0 service, fragments are ambiguous and are dropped (counted by the dataplane).
 package balancer

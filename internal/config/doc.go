@@ -1,0 +1,60 @@
+// Package config turns a dsrlb configuration (a YAML file, or command-line
+// flags for quick lab use) into a validated Config.
+//
+// # What it does
+//
+// Parse decodes YAML into a yaml.Node tree, walks it against the schema and
+// converts every value into its typed form (netip.Addr, time.Duration,
+// net.HardwareAddr, Protocol), applying defaults for absent keys. It then runs
+// one validation pass over the typed Config. Load reads a file and calls
+// Parse; FromFlags builds the same Config from flag values and runs the same
+// validation.
+//
+// Every problem is reported, not just the first: the error is an Errors value
+// (one *FieldError per problem, each with the field path such as
+// "services[0].backends[1].address" and, for YAML input, the line). Problems
+// with the input as a whole (not text, not YAML, empty) have an empty Path.
+// Parse orders problems by line, those without a line first; FromFlags orders
+// them by flag. Callers get at them with errors.As.
+//
+// # What it costs
+//
+// Parsing is linear in the size of the input and allocates freely; it belongs
+// on the control path (start-up and reload), never on the packet path. Input
+// is limited to 1 MiB; a worst-case 1 MiB file is rejected in about a second
+// and can produce a very long error list, since every problem is reported.
+//
+// # What it never does
+//
+//   - It never panics, whatever the input.
+//   - It never returns a partial Config: either a Config that passes every
+//     check below, or nil and the errors. A reload that fails keeps the
+//     running config because nothing is returned to replace it.
+//   - It never looks at the host: the interface is checked for being a
+//     plausible Linux interface name, not for existing, and no address is
+//     resolved.
+//   - It never expands YAML aliases (*name): they let a small file grow into a
+//     very large config and are rejected. Merge keys (<<) are unknown keys.
+//
+// # Invariants of a returned Config
+//
+//   - Interface is a non-empty Linux interface name (at most 15 bytes).
+//   - Workers is in 0..256 (0: one per CPU).
+//   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
+//     NeighborRefresh >= 1s.
+//   - There is at least one Service. Names are unique and match
+//     [A-Za-z0-9_.-]{1,63}. VIP+Protocol+Port is unique across services.
+//   - A VIP is a unicast address without a zone: not unspecified, loopback,
+//     multicast, link-local, IPv4 broadcast or IPv4-mapped IPv6. So is every
+//     backend address.
+//   - Protocol is TCP or UDP. Port 0 means every port.
+//   - TableSize is prime, at most 16777213 and at least len(Backends).
+//   - Every Service has at least one Backend. Backend addresses are of the
+//     VIP's family, unique within the service, and never the VIP of any
+//     service.
+//   - Backend.MAC is nil (resolve at run time) or a 6-byte unicast,
+//     non-zero Ethernet address. Weight is in 0..65535; 0 means draining.
+//
+// A Config is a plain value. Once handed to the rest of the program it is
+// treated as immutable: nothing in this package keeps or changes it.
+package config
