@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -138,6 +139,12 @@ func (l *dsrLab) prepareServer(h *labnet.Host) {
 	}
 	go serveLines(lines, h.Name)
 	t.Cleanup(func() { lines.Close() })
+	sink, err := h.Listen("tcp", ":7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serveSink(sink, h.Name)
+	t.Cleanup(func() { sink.Close() })
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		pc, err := h.ListenPacket("udp", netip.AddrPortFrom(vip, 5353).String())
 		if err != nil {
@@ -179,6 +186,25 @@ func serveLines(ln net.Listener, name string) {
 	}
 }
 
+// serveSink reads everything a client sends until it half-closes, then
+// answers "name sha256-hex" and closes.
+func serveSink(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			h := sha256.New()
+			if _, err := io.Copy(h, c); err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %x\n", name, h.Sum(nil))
+		}()
+	}
+}
+
 // config returns a balancer config serving every test service from the
 // given servers (weights 1).
 func (l *dsrLab) config(servers []*labnet.Host, extra string) string {
@@ -197,6 +223,8 @@ func (l *dsrLab) config(servers []*labnet.Host, extra string) string {
 	svc("web4", vip4, 80, "tcp")
 	svc("web6", vip6, 80, "tcp")
 	svc("lines4", vip4, 7000, "tcp")
+	svc("sink4", vip4, 7001, "tcp")
+	svc("sink6", vip6, 7001, "tcp")
 	svc("udp4", vip4, 5353, "udp")
 	svc("udp6", vip6, 5353, "udp")
 	return b.String()
