@@ -56,6 +56,20 @@ func TestUDPFlows(t *testing.T) {
 			spread[who]++
 		}
 		t.Logf("%s: one flow → %v; 150 flows → %v", vip, seen, spread)
+		// Datagrams larger than the MTU leave the client fragmented; every
+		// fragment must reach the same server for it to reassemble them.
+		for i := 0; i < 10; i++ {
+			c, err := l.client.Dial(context.Background(), "udp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := strings.Repeat(fmt.Sprintf("fragment-%d-", i), 400) // ~5 KB: 4 fragments
+			_, err = udpAsk(c, big)
+			c.Close()
+			if err != nil {
+				t.Errorf("%s: %d-byte datagram (fragmented) not answered whole: %v", vip, len(big), err)
+			}
+		}
 		for _, s := range l.servers {
 			if spread[s.Name] < 150/6 {
 				t.Errorf("%s: %s got %d of 150 flows", vip, s.Name, spread[s.Name])
@@ -72,7 +86,7 @@ func udpAsk(c net.Conn, msg string) (string, error) {
 			return "", err
 		}
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 1500)
+		buf := make([]byte, 65536)
 		n, err := c.Read(buf)
 		if err != nil {
 			lastErr = err

@@ -1,0 +1,63 @@
+// Package dataplane receives VIP traffic on one interface, picks a backend for
+// each frame and re-emits the frame to it with only its Ethernet header
+// rewritten: Direct Server Return.
+//
+// # Shape
+//
+// Each worker owns one AF_PACKET socket with a TPACKET_V3 receive ring
+// (memory-mapped blocks, 64 × 256 KiB by default). The sockets are joined by
+// PACKET_FANOUT in hash mode, so the kernel sends every packet of a flow to the
+// same worker; the workers share nothing but the read-only table. A classic BPF
+// socket filter lets only IPv4/IPv6 frames addressed to a VIP reach the rings,
+// and PACKET_IGNORE_OUTGOING keeps the balancer from seeing its own frames.
+// A worker takes a whole ring block at a time, decides every frame in it,
+// rewrites the forwarded ones in place and hands them to the kernel with
+// sendmmsg straight out of the ring (no copy in userspace), then returns the
+// block. PACKET_QDISC_BYPASS skips the qdisc layer on transmit.
+//
+// # Offloads
+//
+// Virtual NICs hand frames over with the checksum left to offload
+// (CHECKSUM_PARTIAL) and, with TSO/GSO on, as super-frames larger than the MTU.
+// With PACKET_VNET_HDR the kernel puts a virtio_net_hdr describing that
+// metadata in front of every received frame; the worker sends that header back
+// with the frame, so the kernel segments and checksums on the way out exactly
+// as it would have. Nobody has to turn offloads off. An 802.1Q tag that the
+// kernel moved into the ring's metadata is put back into the frame.
+//
+// # The decision
+//
+// Parse reads Ethernet (with up to two VLAN tags), IPv4 or IPv6 (with
+// extension headers) and the TCP/UDP ports into a Packet the worker owns. The
+// service is found by (VIP, protocol, port) in the current balancer.Table,
+// loaded once per ring block from an atomic pointer. The worker's flow table
+// (5-tuple → backend, set-associative, bounded, least recently seen evicted
+// first) keeps a flow on its backend when the table changes later; a flow
+// whose backend left the table is re-picked by Maglev. Fragments are balanced
+// statelessly by (source, destination, protocol), so all fragments of a
+// datagram reach one backend (see balancer.Table.LookupFragment).
+//
+// # What it never does
+//
+// The packet path (Parse, Worker.Handle, Rewrite, the ring loop) never
+// allocates, locks, logs or returns an error per packet: a frame that cannot
+// be forwarded is dropped and counted under a Reason. Only the Ethernet
+// destination and source addresses of a forwarded frame change; the IP packet
+// leaves bit-identical and no checksum is touched. Tests prove both
+// (TestHandleAllocs, FuzzHandle).
+//
+// # Memory
+//
+// Per worker: the ring (RingConfig.BlockSize × Blocks) and the flow table
+// (FlowEntryBytes × entries, entries rounded up to a power of two). With the
+// defaults, 16 MiB + 4.5 MiB per worker.
+//
+// # Attracting the traffic
+//
+// The balancer's kernel must not own the VIPs (it would answer and reset
+// connections): Open refuses to start if a VIP is a local address or if IP
+// forwarding is on. Instead a responder on control-plane packet sockets
+// answers ARP requests and IPv6 neighbour solicitations for the VIPs with the
+// interface's MAC, and announces each VIP when it appears (gratuitous ARP,
+// unsolicited neighbour advertisement).
+package dataplane

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/dsrlb/dsrlb/internal/config"
+)
+
+type fakeResolver struct {
+	mu   sync.Mutex
+	macs map[netip.Addr][6]byte
+	asks int
+}
+
+func (f *fakeResolver) Lookup(addrs []netip.Addr) (map[netip.Addr][6]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asks++
+	out := map[netip.Addr][6]byte{}
+	for _, a := range addrs {
+		if m, ok := f.macs[a]; ok {
+			out[a] = m
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeResolver) set(a netip.Addr, m [6]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.macs[a] = m
+}
+
+type fakeDataplane struct{ tables chan *balancer.Table }
+
+func (f *fakeDataplane) SetTable(t *balancer.Table) error { f.tables <- t; return nil }
+
+var _ Resolver = (*fakeResolver)(nil)
+var _ Dataplane = (*fakeDataplane)(nil)
+
+func testConfig() *config.Config {
+	return &config.Config{
+		Interface:       "eth0",
+		NeighborRefresh: 20 * time.Millisecond,
+		Services: []config.Service{{
+			Name: "web", VIP: netip.MustParseAddr("198.18.0.100"), Port: 80, Protocol: config.TCP, TableSize: 251,
+			Backends: []config.Backend{
+				{Address: netip.MustParseAddr("198.18.0.11"), Weight: 1},
+				{Address: netip.MustParseAddr("198.18.0.12"), Weight: 1},
+				{Address: netip.MustParseAddr("198.18.0.13"), Weight: 1, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x13}},
+			},
+		}},
+	}
+}
+
+func backends(t *balancer.Table) map[netip.Addr][6]byte {
+	out := map[netip.Addr][6]byte{}
+	for _, b := range t.Services()[0].Backends() {
+		out[b.Addr] = b.MAC
+	}
+	return out
+}
+
+// A backend without a MAC is left out; once it resolves it joins; when its
+// MAC changes the table follows without a restart.
+func TestEngineFollowsMACs(t *testing.T) {
+	a11, a12, a13 := netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12"), netip.MustParseAddr("198.18.0.13")
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{a11: {2, 0, 0, 0, 0, 0x11}}}
+	e := New(testConfig(), r, nil)
+	tab, err := e.Initial(context.Background(), 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := backends(tab)
+	if len(got) != 2 || got[a11] != [6]byte{2, 0, 0, 0, 0, 0x11} || got[a13] != [6]byte{2, 0, 0, 0, 0, 0x13} {
+		t.Fatalf("initial backends %v: want .11 (resolved) and .13 (static), not .12", got)
+	}
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Run(ctx, dp)
+
+	r.set(a12, [6]byte{2, 0, 0, 0, 0, 0x12})
+	next := waitTable(t, dp)
+	if got := backends(next); len(got) != 3 || got[a12] != [6]byte{2, 0, 0, 0, 0, 0x12} {
+		t.Fatalf("after .12 resolved: %v", got)
+	}
+	r.set(a11, [6]byte{2, 0, 0, 0, 0, 0x99})
+	next = waitTable(t, dp)
+	if got := backends(next); got[a11] != [6]byte{2, 0, 0, 0, 0, 0x99} {
+		t.Fatalf("after .11's MAC changed: %v", got)
+	}
+	// Nothing changes: nothing is published.
+	select {
+	case tab := <-dp.tables:
+		t.Fatalf("unchanged state published a table: %v", backends(tab))
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func waitTable(t *testing.T, dp *fakeDataplane) *balancer.Table {
+	t.Helper()
+	select {
+	case tab := <-dp.tables:
+		return tab
+	case <-time.After(5 * time.Second):
+		t.Fatal("no table published")
+		return nil
+	}
+}
