@@ -2,12 +2,10 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -30,6 +28,7 @@ type responder struct {
 	joined map[[6]byte]bool
 
 	arpReplies, naReplies atomic.Uint64
+	closing               atomic.Bool
 }
 
 // nsFilter passes ICMPv6 neighbour solicitations without extension headers.
@@ -65,6 +64,7 @@ func openResponder(ifi *net.Interface, mac [6]byte, log *slog.Logger) (*responde
 }
 
 func (r *responder) close() {
+	r.closing.Store(true)
 	if r.arp != nil {
 		r.arp.Close()
 	}
@@ -133,7 +133,7 @@ func (r *responder) serve(c *packet.Conn, answer func(frame, out []byte) ([]byte
 	for {
 		n, _, err := c.ReadFrom(in)
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrClosed) {
+			if !r.closing.Load() {
 				r.log.Error("neighbour responder read failed; VIPs are no longer answered", "err", err)
 			}
 			return

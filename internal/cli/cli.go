@@ -46,6 +46,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runCmd(rest, stdout, stderr)
 	case "server":
 		return serverCmd(rest, stdout, stderr)
+	case "lab":
+		return labCmd(rest, stdout, stderr)
 	case "config":
 		return configCmd(rest, stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,300 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+var (
+	lbMAC   = [6]byte{2, 0, 0, 0, 0, 0xb}
+	vip4    = netip.MustParseAddr("198.18.0.100")
+	vip6    = netip.MustParseAddr("2001:db8:18::100")
+	client4 = netip.MustParseAddr("198.18.0.2")
+	client6 = netip.MustParseAddr("2001:db8:18::2")
+)
+
+func backendMAC(i int) [6]byte { return [6]byte{2, 0, 0, 0, 1, byte(i)} }
+
+// testTable serves vip4:80/tcp, vip4:*/udp and [vip6]:80/tcp from three
+// backends each.
+func testTable(t testing.TB) *balancer.Table {
+	t.Helper()
+	be := func(base string) []balancer.Backend {
+		var out []balancer.Backend
+		for i := 1; i <= 3; i++ {
+			a := netip.MustParseAddr(base).As16()
+			a[15] = byte(10 + i)
+			out = append(out, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(i), Weight: 1})
+		}
+		return out
+	}
+	tab, err := balancer.NewTable(7, []balancer.ServiceSpec{
+		{Name: "web", Key: balancer.ServiceKey{VIP: vip4, Proto: balancer.TCP, Port: 80}, Backends: be("198.18.0.0")},
+		{Name: "dns", Key: balancer.ServiceKey{VIP: vip4, Proto: balancer.UDP}, Backends: be("198.18.0.0")},
+		{Name: "web6", Key: balancer.ServiceKey{VIP: vip6, Proto: balancer.TCP, Port: 80}, Backends: be("2001:db8:18::")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// l3 returns everything after the Ethernet header (and tags).
+func l3(t testing.TB, frame []byte) []byte {
+	var p Packet
+	if r := Parse(frame, &p); r != Forwarded {
+		t.Fatalf("parse: %v", r)
+	}
+	return frame[p.L3:]
+}
+
+func TestHandleForwards(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1024, 1e12)
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"tcp4", buildFrame(t, client4, vip4, layers.IPProtocolTCP, 40000, 80, []byte("GET / HTTP/1.1\r\n\r\n"))},
+		{"udp4 any port", buildFrame(t, client4, vip4, layers.IPProtocolUDP, 40000, 5353, []byte("q"))},
+		{"tcp6", buildFrame(t, client6, vip6, layers.IPProtocolTCP, 40000, 80, nil)},
+	} {
+		frame := c.frame
+		before := append([]byte(nil), frame...)
+		if r := w.Handle(frame, tab, 1); r != Forwarded {
+			t.Fatalf("%s: %v", c.name, r)
+		}
+		if !bytes.Equal(frame[12:], before[12:]) {
+			t.Errorf("%s: bytes after the MACs changed", c.name)
+		}
+		if [6]byte(frame[6:12]) != lbMAC {
+			t.Errorf("%s: source MAC %x, want the balancer's %x", c.name, frame[6:12], lbMAC)
+		}
+		dst := [6]byte(frame[0:6])
+		if dst != backendMAC(1) && dst != backendMAC(2) && dst != backendMAC(3) {
+			t.Errorf("%s: destination MAC %x is no backend's", c.name, dst)
+		}
+	}
+}
+
+func TestHandleDropReasons(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1024, 1e12)
+	ns := buildFrame(t, client6, vip6, layers.IPProtocolICMPv6, 0, 0, nil)
+	ns[ethHeaderLen+40] = icmp6NS
+	ns = append(ns, make([]byte, 4)...)
+	binary.BigEndian.PutUint16(ns[ethHeaderLen+4:], uint16(len(ns)-ethHeaderLen-40))
+	shortTCP := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 1, 80, nil)
+	shortTCP = shortTCP[:ethHeaderLen+20+10]
+	binary.BigEndian.PutUint16(shortTCP[ethHeaderLen+2:], 30)
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		want  Reason
+	}{
+		{"runt", make([]byte, 10), DropRunt},
+		{"arp", append(make([]byte, 12), 0x08, 0x06, 0, 0), DropNotIP},
+		{"not vip", buildFrame(t, client4, client4, layers.IPProtocolTCP, 1, 80, nil), DropNotVIP},
+		{"vip wrong port", buildFrame(t, client4, vip4, layers.IPProtocolTCP, 1, 81, nil), DropNoService},
+		{"vip icmp", buildFrame(t, client4, vip4, layers.IPProtocolICMPv4, 0, 0, make([]byte, 8)), DropProtocol},
+		{"ndp", ns, DropNDP},
+		{"truncated tcp", shortTCP, DropBadL4Header},
+		{"ipv4 total length beyond frame", func() []byte {
+			f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 1, 80, nil)
+			binary.BigEndian.PutUint16(f[ethHeaderLen+2:], 1000)
+			return f
+		}(), DropBadIPHeader},
+	} {
+		before := append([]byte(nil), c.frame...)
+		if got := w.Handle(c.frame, tab, 1); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+		if !bytes.Equal(before, c.frame) {
+			t.Errorf("%s: a dropped frame was modified", c.name)
+		}
+	}
+	if w.c.received != 8 || w.c.reasons[Forwarded] != 0 {
+		t.Errorf("counters: received %d forwarded %d", w.c.received, w.c.reasons[Forwarded])
+	}
+}
+
+// A flow keeps its backend when the table changes under it, and moves when
+// its backend leaves.
+func TestFlowTableKeepsFlows(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<16, 1e12)
+	type flow struct {
+		sport uint16
+		mac   [6]byte
+	}
+	var flows []flow
+	for sport := uint16(1000); sport < 1300; sport++ {
+		f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, sport, 80, nil)
+		if w.Handle(f, tab, 1) != Forwarded {
+			t.Fatal("not forwarded")
+		}
+		flows = append(flows, flow{sport, [6]byte(f[0:6])})
+	}
+	// New table: backend 3 gone, backend 4 added.
+	var specs []balancer.ServiceSpec
+	for _, s := range tab.Services() {
+		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key()}
+		for _, b := range s.Backends() {
+			if b.MAC != backendMAC(3) {
+				spec.Backends = append(spec.Backends, b)
+			}
+		}
+		a := spec.Backends[0].Addr.As16()
+		a[15] = 99
+		spec.Backends = append(spec.Backends, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(4), Weight: 1})
+		specs = append(specs, spec)
+	}
+	tab2, err := balancer.NewTable(7, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, moved := 0, 0
+	for _, f := range flows {
+		fr := buildFrame(t, client4, vip4, layers.IPProtocolTCP, f.sport, 80, nil)
+		if w.Handle(fr, tab2, 2) != Forwarded {
+			t.Fatal("not forwarded")
+		}
+		got := [6]byte(fr[0:6])
+		switch {
+		case f.mac == backendMAC(3):
+			if got == backendMAC(3) {
+				t.Fatalf("flow %d still sent to the removed backend", f.sport)
+			}
+			moved++
+		case got != f.mac:
+			t.Fatalf("flow %d moved from %x to %x although its backend stayed", f.sport, f.mac, got)
+		default:
+			kept++
+		}
+	}
+	if kept == 0 || moved == 0 {
+		t.Fatalf("kept %d moved %d: the test did not exercise both cases", kept, moved)
+	}
+	// Without the flow table the same change would have moved some of the
+	// kept flows to the new backend: prove the table did the work.
+	fresh := NewWorker(lbMAC, 1<<16, 1e12)
+	wouldMove := 0
+	for _, f := range flows {
+		fr := buildFrame(t, client4, vip4, layers.IPProtocolTCP, f.sport, 80, nil)
+		fresh.Handle(fr, tab2, 2)
+		if f.mac != backendMAC(3) && [6]byte(fr[0:6]) != f.mac {
+			wouldMove++
+		}
+	}
+	if wouldMove == 0 {
+		t.Fatal("Maglev moved no surviving flow to the new backend; the flow-table check proves nothing")
+	}
+	t.Logf("%d flows kept their backend, %d moved off the removed one; %d would have moved without the flow table", kept, moved, wouldMove)
+}
+
+func TestFlowTableBounded(t *testing.T) {
+	ft := NewFlowTable(1000, 100)
+	if ft.Cap() != 1024 {
+		t.Fatalf("cap %d, want 1024", ft.Cap())
+	}
+	be := netip.MustParseAddr("198.18.0.11")
+	for i := 0; i < 100000; i++ {
+		k := flowKey{srcPort: uint16(i), dstPort: uint16(i >> 16), proto: 6}
+		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &k, be, 1)
+	}
+	if ft.Live != uint64(ft.Cap()) {
+		t.Errorf("live %d, want every one of %d entries used", ft.Live, ft.Cap())
+	}
+	if ft.Evictions != 100000-uint64(ft.Cap()) {
+		t.Errorf("evictions %d, want %d", ft.Evictions, 100000-ft.Cap())
+	}
+	// The newest flow is there, expiry works.
+	last := 99999
+	k := flowKey{srcPort: uint16(last), dstPort: uint16(last >> 16), proto: 6}
+	h := uint64(last) * 0x9e3779b97f4a7c15
+	if _, ok := ft.Lookup(h, &k, 50); !ok {
+		t.Error("newest flow missing")
+	}
+	if _, ok := ft.Lookup(h, &k, 50+101); ok {
+		t.Error("flow idle longer than the timeout still found")
+	}
+}
+
+// The packet path allocates nothing: parse, service lookup, Maglev pick,
+// flow table, rewrite.
+func TestHandleAllocs(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	frames := [][]byte{
+		buildFrame(t, client4, vip4, layers.IPProtocolTCP, 40000, 80, make([]byte, 100)),
+		buildFrame(t, client6, vip6, layers.IPProtocolTCP, 40000, 80, nil),
+		buildFrame(t, client4, vip4, layers.IPProtocolUDP, 40000, 53, nil),
+		buildFrame(t, client4, client4, layers.IPProtocolUDP, 40000, 53, nil),
+	}
+	sport := uint16(0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		sport++
+		for _, f := range frames {
+			binary.BigEndian.PutUint16(f[34:], sport) // IPv4 source port (in the v6 frame a source-address byte): new flows too
+			w.Handle(f, tab, 1)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch of %d frames, want 0", allocs, len(frames))
+	}
+}
+
+func BenchmarkHandle(b *testing.B) {
+	tab := testTable(b)
+	w := NewWorker(lbMAC, 1<<16, 1e12)
+	frame := buildFrame(b, client4, vip4, layers.IPProtocolTCP, 40000, 80, make([]byte, 10))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		binary.BigEndian.PutUint16(frame[34:], uint16(i&1023)) // 1024 flows: flow-table hits
+		if w.Handle(frame, tab, 1) != Forwarded {
+			b.Fatal("dropped")
+		}
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	frame := buildFrame(b, client4, vip4, layers.IPProtocolTCP, 40000, 80, make([]byte, 10))
+	var p Packet
+	b.ReportAllocs()
+	for b.Loop() {
+		Parse(frame, &p)
+	}
+}
+
+func BenchmarkFlowTableLookup(b *testing.B) {
+	ft := NewFlowTable(1<<16, 1e12)
+	be := netip.MustParseAddr("198.18.0.11")
+	keys := make([]flowKey, 1<<15)
+	for i := range keys {
+		keys[i] = flowKey{srcPort: uint16(i), proto: 6}
+		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &keys[i], be, 1)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		j := i & (len(keys) - 1)
+		if _, ok := ft.Lookup(uint64(j)*0x9e3779b97f4a7c15, &keys[j], 1); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
+
+func BenchmarkRewrite(b *testing.B) {
+	frame := make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		Rewrite(frame, backendMAC(1), lbMAC)
+	}
+}
+
+var _ = gopacket.Payload(nil)

@@ -1,0 +1,134 @@
+package labnet
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sniffBuffer holds the largest frame the capture passes on in full: a GSO
+// super-frame is at most 64 KiB plus headers. Longer frames are truncated.
+const sniffBuffer = 1 << 17
+
+// sniffRcvBuf is the socket receive buffer asked for (as root, past rmem_max).
+const sniffRcvBuf = 8 << 20
+
+func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, error) {
+	var fd int
+	err := h.NS.Do(func() error {
+		ifi, err := net.InterfaceByName(h.Link)
+		if err != nil {
+			return err
+		}
+		// Protocol 0 receives nothing until bind names the protocol, so no
+		// frame of another interface slips in before the bind.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket", err)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sniffRcvBuf) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sniffRcvBuf) // best effort
+		}
+		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+		if err := unix.Bind(fd, sa); err != nil {
+			unix.Close(fd)
+			return os.NewSyscallError("bind", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open capture on %s of host %s: %w", h.Link, h.Name, err)
+	}
+	// A non-blocking fd makes a pollable os.File, so a read deadline can
+	// wake the reader.
+	f := os.NewFile(uintptr(fd), "packet:"+h.Name+":"+h.Link)
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = f.SetReadDeadline(time.Time{}) // fails if the file is not pollable
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open capture on %s of host %s: %w", h.Link, h.Name, err)
+	}
+
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	var result error
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-quit:
+		}
+		f.SetReadDeadline(time.Unix(1, 0))
+	}()
+	go func() {
+		defer close(finished)
+		result = capture(rc, fn)
+		var drops uint32
+		var total uint32
+		rc.Control(func(fd uintptr) {
+			if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+				drops, total = st.Drops, st.Packets
+			}
+		})
+		f.Close()
+		if result == nil && drops > 0 {
+			result = fmt.Errorf("%w: %d of %d frames", ErrDropped, drops, total)
+		}
+		if result != nil {
+			result = fmt.Errorf("capture on %s of host %s: %w", h.Link, h.Name, result)
+		}
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(func() { close(quit) })
+		<-finished
+		return result
+	}, nil
+}
+
+// capture reads frames until the read deadline passes (a normal stop, nil)
+// or a receive fails.
+func capture(rc interface {
+	Read(func(fd uintptr) bool) error
+}, fn func([]byte, bool)) error {
+	buf := make([]byte, sniffBuffer)
+	for {
+		var n int
+		var from unix.Sockaddr
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
+			return rerr != unix.EAGAIN
+		})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if rerr != nil {
+			return os.NewSyscallError("recvfrom", rerr)
+		}
+		ll, ok := from.(*unix.SockaddrLinklayer)
+		if !ok {
+			continue
+		}
+		fn(buf[:min(n, len(buf))], ll.Pkttype == unix.PACKET_OUTGOING)
+	}
+}
+
+// htons returns v in network byte order, as sockaddr_ll.sll_protocol wants it.
+func htons(v uint16) uint16 {
+	return binary.NativeEndian.Uint16(binary.BigEndian.AppendUint16(nil, v))
+}
