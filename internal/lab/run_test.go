@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,42 +162,34 @@ func fakeOptions(t *testing.T, mode string, out io.Writer) Options {
 	return Options{Binary: bin, Out: out}
 }
 
-// labNamespaces lists every namespace whose name looks like a lab's.
-func labNamespaces(t *testing.T) map[string]bool {
+// assertCleanedUp checks that no namespace of the lab whose progress output
+// is out is left. The lab's prefix is read from its first phase line, so
+// other labs running on this machine at the same time do not matter.
+func assertCleanedUp(t *testing.T, out string) {
 	t.Helper()
+	m := regexp.MustCompile(`namespaces (dsrlb-[0-9a-f]+-)\{`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no namespace prefix in the lab's output:\n%s", out)
+	}
 	ents, err := os.ReadDir("/run/netns")
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	names := make(map[string]bool)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "dsrlb-") {
-			names[e.Name()] = true
-		}
-	}
-	return names
-}
-
-// assertCleanedUp checks that no namespace appeared that was not there
-// before (other labs may be running on this machine).
-func assertCleanedUp(t *testing.T, before map[string]bool) {
-	t.Helper()
-	for name := range labNamespaces(t) {
-		if !before[name] {
-			t.Errorf("namespace %s left behind", name)
+		if strings.HasPrefix(e.Name(), m[1]) {
+			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
 }
 
 func TestRunProxyIsCaught(t *testing.T) {
 	requireRoot(t)
-	before := labNamespaces(t)
 	var out syncBuffer
 	o := fakeOptions(t, "proxy", &out)
 	o.Requests, o.Servers, o.IPv6 = 60, 3, true
 	r, err := Run(context.Background(), o)
 	t.Logf("output:\n%s", out.String())
-	assertCleanedUp(t, before)
+	assertCleanedUp(t, out.String())
 	if !errors.Is(err, ErrChecksFailed) || !strings.Contains(err.Error(), "replies went through it") {
 		t.Fatalf("Run error %v, want ErrChecksFailed for VIP frames", err)
 	}
@@ -290,12 +283,11 @@ func TestRunFailures(t *testing.T) {
 		{"serverfail", "dsrlb server up --vip 198.18.0.100 --interface eth0 in dsrlb-"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			before := labNamespaces(t)
 			var out syncBuffer
 			o := fakeOptions(t, tc.mode, &out)
 			o.Requests = 10
 			r, err := Run(context.Background(), o)
-			assertCleanedUp(t, before)
+			assertCleanedUp(t, out.String())
 			if err == nil || !strings.Contains(err.Error(), tc.want) || r != nil {
 				t.Fatalf("Run: %v (report %v), want an error containing %q\n%s", err, r, tc.want, out.String())
 			}
@@ -305,7 +297,6 @@ func TestRunFailures(t *testing.T) {
 
 func TestRunCancel(t *testing.T) {
 	requireRoot(t)
-	before := labNamespaces(t)
 	var out syncBuffer
 	o := fakeOptions(t, "silent", &out)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -317,7 +308,7 @@ func TestRunCancel(t *testing.T) {
 		cancel()
 	}()
 	r, err := Run(ctx, o)
-	assertCleanedUp(t, before)
+	assertCleanedUp(t, out.String())
 	if !errors.Is(err, context.Canceled) || r != nil {
 		t.Fatalf("Run: %v, report %v\n%s", err, r, out.String())
 	}
@@ -329,7 +320,6 @@ func TestRunCancel(t *testing.T) {
 // Two labs at once do not disturb each other.
 func TestRunTwoAtOnce(t *testing.T) {
 	requireRoot(t)
-	before := labNamespaces(t)
 	var outs [2]syncBuffer
 	var wg sync.WaitGroup
 	var reports [2]*Report
@@ -345,7 +335,9 @@ func TestRunTwoAtOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	assertCleanedUp(t, before)
+	for i := range outs {
+		assertCleanedUp(t, outs[i].String())
+	}
 	for i, r := range reports {
 		if !errors.Is(errs[i], ErrChecksFailed) || r == nil {
 			t.Fatalf("lab %d: %v\n%s", i, errs[i], outs[i].String())
