@@ -26,3 +26,19 @@ func (t *Table) LookupFragment(vip netip.Addr, proto Protocol) *Service {
 	}
 	return only
 }
+
+// EchoService returns the service that ICMP echo requests to vip go to: the
+// VIP's first service by name, or nil. Pings carry no port, so the balancer
+// hands them to one of the VIP's backends, which answers directly. It never
+// allocates; it scans the services, pings being rare.
+func (t *Table) EchoService(vip netip.Addr) *Service {
+	if t == nil {
+		return nil
+	}
+	for _, s := range t.byName {
+		if s.key.VIP == vip {
+			return s
+		}
+	}
+	return nil
+}

@@ -40,6 +40,10 @@ type Backend struct {
 	// Weight is the backend's relative share of new flows. 0 = draining: not in the Maglev
 	// table (no new flows) but still found by Service.Index.
 	Weight uint32
+	// Slot numbers the backend's traffic counters in the dataplane. The control plane
+	// assigns it, keeps it stable while the backend is configured, and keeps it below
+	// the dataplane's MaxBackendSlots. The table does not interpret it.
+	Slot uint16
 }
 
 // ServiceSpec is the input describing one service.

@@ -82,6 +82,27 @@ func (d *Dataplane) Stats() Stats {
 	return s
 }
 
+// WorkerStats returns each worker's counters.
+func (d *Dataplane) WorkerStats() []Stats {
+	out := make([]Stats, len(d.workers))
+	for i, w := range d.workers {
+		w.addTo(&out[i])
+	}
+	return out
+}
+
+// BackendStats returns the traffic counted for backend counter slot s
+// (balancer.Backend.Slot), summed over workers.
+func (d *Dataplane) BackendStats(s uint16) (packets, bytes, newFlows uint64) {
+	for _, w := range d.workers {
+		b := &w.pub.backends[s]
+		packets += b.Packets.Load()
+		bytes += b.Bytes.Load()
+		newFlows += b.NewFlows.Load()
+	}
+	return packets, bytes, newFlows
+}
+
 // now is the workers' monotonic clock: nanoseconds since Open, never 0.
 func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) + 1 }
 

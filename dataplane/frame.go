@@ -52,6 +52,18 @@ type Packet struct {
 	Fragment bool
 	// ICMPType is valid when Proto is ICMP or ICMPv6 and the header is present.
 	ICMPType uint8
+	// Inner is the flow quoted by an ICMP error (destination unreachable,
+	// fragmentation needed / packet too big, time exceeded, parameter
+	// problem); valid when HasInner. Its ports are always present.
+	Inner    InnerFlow
+	HasInner bool
+}
+
+// InnerFlow is the header an ICMP error quotes: the packet that caused it.
+type InnerFlow struct {
+	Src, Dst         netip.Addr
+	Proto            uint8
+	SrcPort, DstPort uint16
 }
 
 // Reason says why a frame was not forwarded. Counters are kept per reason.
@@ -211,6 +223,9 @@ func parseL4(b []byte, p *Packet) Reason {
 			return DropBadL4Header
 		}
 		p.ICMPType = b[0]
+		if isICMPError(p.Proto, p.ICMPType) && len(b) >= 8 {
+			p.HasInner = parseInner(b[8:], p.Proto == protoICMPv6, &p.Inner)
+		}
 		return Forwarded
 	default:
 		return Forwarded
@@ -219,6 +234,48 @@ func parseL4(b []byte, p *Packet) Reason {
 	p.DstPort = binary.BigEndian.Uint16(b[2:])
 	p.HasPorts = true
 	return Forwarded
+}
+
+// isICMPError reports whether an ICMP or ICMPv6 type is an error that quotes
+// the offending packet's headers.
+func isICMPError(proto, typ uint8) bool {
+	if proto == protoICMP {
+		return typ == 3 || typ == 11 || typ == 12 // unreachable (incl. frag needed), time exceeded, parameter problem
+	}
+	return typ >= 1 && typ <= 4 // unreachable, packet too big, time exceeded, parameter problem
+}
+
+// parseInner reads the IP header and ports quoted in an ICMP error. Only TCP
+// and UDP quotes (without IPv6 extension headers) are of use to the balancer.
+func parseInner(b []byte, v6 bool, f *InnerFlow) bool {
+	var l4 []byte
+	if !v6 {
+		if len(b) < 20 || b[0]>>4 != 4 {
+			return false
+		}
+		ihl := int(b[0]&0x0f) * 4
+		if ihl < 20 || len(b) < ihl+4 || binary.BigEndian.Uint16(b[6:])&0x1fff != 0 {
+			return false
+		}
+		f.Src = netip.AddrFrom4([4]byte(b[12:16]))
+		f.Dst = netip.AddrFrom4([4]byte(b[16:20]))
+		f.Proto = b[9]
+		l4 = b[ihl:]
+	} else {
+		if len(b) < 44 || b[0]>>4 != 6 {
+			return false
+		}
+		f.Src = netip.AddrFrom16([16]byte(b[8:24]))
+		f.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+		f.Proto = b[6]
+		l4 = b[40:]
+	}
+	if f.Proto != protoTCP && f.Proto != protoUDP {
+		return false
+	}
+	f.SrcPort = binary.BigEndian.Uint16(l4[0:])
+	f.DstPort = binary.BigEndian.Uint16(l4[2:])
+	return true
 }
 
 // Rewrite performs the DSR rewrite in place: destination MAC = dst, source

@@ -37,6 +37,10 @@ func ReasonName(i int) string { return Reason(i).String() }
 // NumReasons is the length of Stats.Reasons.
 const NumReasons = int(numReasons)
 
+// MaxBackendSlots bounds balancer.Backend.Slot: the number of backends (over
+// all services) whose traffic is counted separately.
+const MaxBackendSlots = 4096
+
 // counts is a worker's plain counters: only the worker touches them.
 type counts struct {
 	received  uint64
@@ -44,6 +48,10 @@ type counts struct {
 	fwdBytes  uint64
 	flowsNew  uint64
 	ringDrops uint64
+
+	backendPkts, backendBytes, backendFlows [MaxBackendSlots]uint64
+	dirty                                   [MaxBackendSlots]bool // slot is in dirtySlots
+	dirtySlots                              []uint16              // slots counted since the last publish
 }
 
 // published is the copy of a worker's counters that other goroutines read.
@@ -56,7 +64,13 @@ type published struct {
 	evictions atomic.Uint64
 	live      atomic.Uint64
 	ringDrops atomic.Uint64
+	backends  [MaxBackendSlots]BackendCounters
 	_         [64]byte // keep workers' counters on separate cache lines
+}
+
+// BackendCounters are the traffic counters of one backend counter slot.
+type BackendCounters struct {
+	Packets, Bytes, NewFlows atomic.Uint64
 }
 
 // Worker makes the forwarding decision for frames. It owns a flow table and
@@ -73,7 +87,9 @@ type Worker struct {
 // NewWorker returns a worker that rewrites the source MAC to mac and keeps a
 // flow table of flowTableSize entries that expire after idleNs nanoseconds.
 func NewWorker(mac [6]byte, flowTableSize int, idleNs int64) *Worker {
-	return &Worker{mac: mac, flows: NewFlowTable(flowTableSize, idleNs)}
+	w := &Worker{mac: mac, flows: NewFlowTable(flowTableSize, idleNs)}
+	w.c.dirtySlots = make([]uint16, 0, MaxBackendSlots)
+	return w
 }
 
 // Handle decides what to do with one frame using table t at time now
@@ -96,66 +112,121 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 	if r := Parse(frame, p); r != Forwarded {
 		return r
 	}
-	var proto balancer.Protocol
+	var b *balancer.Backend
 	switch p.Proto {
-	case protoTCP:
-		proto = balancer.TCP
-	case protoUDP:
-		proto = balancer.UDP
-	case protoICMPv6:
+	case protoTCP, protoUDP:
+		proto := balancer.Protocol(p.Proto)
+		flow := balancer.Flow{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: proto}
+		if p.Fragment {
+			// Stateless and port-free, so that every fragment of a
+			// datagram, first or not, makes the same choice.
+			svc := t.LookupFragment(p.Dst, proto)
+			if svc == nil {
+				return w.noService(t, p)
+			}
+			i, ok := svc.Pick(flow.Hash3(t.Seed()))
+			if !ok {
+				return DropNoBackend
+			}
+			b = svc.Backend(i)
+			break
+		}
+		svc := t.Lookup(p.Dst, proto, p.DstPort)
+		if svc == nil {
+			return w.noService(t, p)
+		}
+		if b = w.flowBackend(svc, &flow, t.Seed(), now, true); b == nil {
+			return DropNoBackend
+		}
+	case protoICMP, protoICMPv6:
 		if !t.HasVIP(p.Dst) {
 			return DropNotVIP
 		}
-		if p.ICMPType == 135 || p.ICMPType == 136 {
-			return DropNDP
+		if b = w.icmpBackend(t, p, now); b == nil {
+			if p.Proto == protoICMPv6 && (p.ICMPType == icmp6NS || p.ICMPType == icmp6NA) {
+				return DropNDP
+			}
+			return DropProtocol
 		}
-		return DropProtocol
 	default:
 		if !t.HasVIP(p.Dst) {
 			return DropNotVIP
 		}
 		return DropProtocol
 	}
+	Rewrite(frame[:12], b.MAC, w.mac)
+	w.countBackend(b.Slot, len(frame))
+	return Forwarded
+}
 
-	flow := balancer.Flow{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: proto}
-	var b *balancer.Backend
-	if p.Fragment {
-		// Stateless and port-free, so that every fragment of a datagram,
-		// first or not, makes the same choice.
-		svc := t.LookupFragment(p.Dst, proto)
-		if svc == nil {
-			return w.noService(t, p)
-		}
-		i, ok := svc.Pick(flow.Hash3(t.Seed()))
-		if !ok {
-			return DropNoBackend
-		}
-		b = svc.Backend(i)
-	} else {
-		svc := t.Lookup(p.Dst, proto, p.DstPort)
-		if svc == nil {
-			return w.noService(t, p)
-		}
-		hash := flow.Hash(t.Seed())
-		key := makeFlowKey(p)
-		if addr, ok := w.flows.Lookup(hash, &key, now); ok {
-			if i, ok := svc.Index(addr); ok {
-				b = svc.Backend(i)
-			}
-		}
-		if b == nil {
-			// New flow, or its backend left the table: pick by Maglev.
-			i, ok := svc.Pick(hash)
-			if !ok {
-				return DropNoBackend
-			}
-			b = svc.Backend(i)
-			w.flows.Insert(hash, &key, b.Addr, now)
-			w.c.flowsNew++
+// flowBackend returns the backend of flow: the one the flow table remembers
+// if it is still in svc, else Maglev's choice (remembered when insert is
+// set). nil when svc has no backend for new flows.
+func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, seed uint64, now int64, insert bool) *balancer.Backend {
+	hash := flow.Hash(seed)
+	key := flowKey{src: flow.Src.As16(), dst: flow.Dst.As16(), srcPort: flow.SrcPort, dstPort: flow.DstPort, proto: uint8(flow.Proto)}
+	if addr, ok := w.flows.Lookup(hash, &key, now); ok {
+		if i, ok := svc.Index(addr); ok {
+			return svc.Backend(i)
 		}
 	}
-	Rewrite(frame[:12], b.MAC, w.mac)
-	return Forwarded
+	// New flow, or its backend left the table: pick by Maglev.
+	i, ok := svc.Pick(hash)
+	if !ok {
+		return nil
+	}
+	b := svc.Backend(i)
+	if insert {
+		w.flows.Insert(hash, &key, b.Addr, now)
+		w.c.flowsNew++
+		w.c.backendFlows[b.Slot]++
+	}
+	return b
+}
+
+// icmpBackend decides where an ICMP message for a VIP goes, or nil to drop
+// it:
+//   - an error (fragmentation needed, packet too big, unreachable, time
+//     exceeded) quoting a server's reply — source VIP, to a client — goes to
+//     the backend that owns that flow, found by swapping the quoted header's
+//     addresses and ports, so path-MTU discovery works through DSR;
+//   - an echo request goes to a backend of the VIP's first service, chosen
+//     by (source, destination): the server answers the ping directly.
+func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.Backend {
+	if p.HasInner {
+		in := &p.Inner
+		if in.Src != p.Dst {
+			return nil // not about a reply from this VIP
+		}
+		proto := balancer.Protocol(in.Proto)
+		svc := t.Lookup(in.Src, proto, in.SrcPort)
+		if svc == nil {
+			return nil
+		}
+		flow := balancer.Flow{Src: in.Dst, Dst: in.Src, SrcPort: in.DstPort, DstPort: in.SrcPort, Proto: proto}
+		return w.flowBackend(svc, &flow, t.Seed(), now, false)
+	}
+	if (p.Proto == protoICMP && p.ICMPType == 8) || (p.Proto == protoICMPv6 && p.ICMPType == 128) {
+		svc := t.EchoService(p.Dst)
+		if svc == nil {
+			return nil
+		}
+		flow := balancer.Flow{Src: p.Src, Dst: p.Dst, Proto: balancer.Protocol(p.Proto)}
+		if i, ok := svc.Pick(flow.Hash3(t.Seed())); ok {
+			return svc.Backend(i)
+		}
+	}
+	return nil
+}
+
+// countBackend counts a forwarded frame for the backend in counter slot s.
+func (w *Worker) countBackend(s uint16, n int) {
+	if !w.c.dirty[s] {
+		w.c.dirty[s] = true
+		w.c.dirtySlots = append(w.c.dirtySlots, s)
+	}
+	w.c.backendPkts[s]++
+	w.c.backendBytes[s] += uint64(n)
 }
 
 func (w *Worker) noService(t *balancer.Table, p *Packet) Reason {
@@ -177,6 +248,14 @@ func (w *Worker) publish() {
 	p.evictions.Store(w.flows.Evictions)
 	p.live.Store(w.flows.Live)
 	p.ringDrops.Store(w.c.ringDrops)
+	for _, s := range w.c.dirtySlots {
+		b := &p.backends[s]
+		b.Packets.Store(w.c.backendPkts[s])
+		b.Bytes.Store(w.c.backendBytes[s])
+		b.NewFlows.Store(w.c.backendFlows[s])
+		w.c.dirty[s] = false
+	}
+	w.c.dirtySlots = w.c.dirtySlots[:0]
 }
 
 // addTo adds the worker's published counters to s.

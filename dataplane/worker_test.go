@@ -30,7 +30,7 @@ func testTable(t testing.TB) *balancer.Table {
 		for i := 1; i <= 3; i++ {
 			a := netip.MustParseAddr(base).As16()
 			a[15] = byte(10 + i)
-			out = append(out, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(i), Weight: 1})
+			out = append(out, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(i), Weight: 1, Slot: uint16(i)})
 		}
 		return out
 	}

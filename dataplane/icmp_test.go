@@ -1,0 +1,128 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+// icmpError builds an ICMP error from router to vip quoting quoted (a
+// server's reply, as a router sees it).
+func icmpError(t testing.TB, router, vip netip.Addr, quoted []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, DstMAC: net.HardwareAddr(lbMAC[:])}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	var err error
+	if vip.Is4() {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: router.AsSlice(), DstIP: vip.AsSlice()}
+		icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 4), Seq: 1400} // frag needed, MTU in the low bits
+		err = gopacket.SerializeLayers(buf, opts, eth, ip, icmp, gopacket.Payload(quoted))
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: router.AsSlice(), DstIP: vip.AsSlice()}
+		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(2, 0)} // packet too big
+		icmp.SetNetworkLayerForChecksum(ip)
+		err = gopacket.SerializeLayers(buf, opts, eth, ip, icmp, gopacket.Payload(append([]byte{0, 0, 5, 0x78}, quoted...)))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// An ICMP "fragmentation needed" / "packet too big" about a server's reply
+// reaches the backend that owns the flow (found by the quoted header with
+// addresses and ports swapped), so path-MTU discovery works through DSR.
+func TestICMPErrorFollowsFlow(t *testing.T) {
+	tab := testTable(t)
+	for _, c := range []struct{ client, vip, router netip.Addr }{
+		{client4, vip4, netip.MustParseAddr("198.18.0.254")},
+		{client6, vip6, netip.MustParseAddr("2001:db8:18::fe")},
+	} {
+		w := NewWorker(lbMAC, 1<<12, 1e12)
+		hits := map[[6]byte]int{}
+		for sport := uint16(2000); sport < 2100; sport++ {
+			req := buildFrame(t, c.client, c.vip, layers.IPProtocolTCP, sport, 80, nil)
+			if w.Handle(req, tab, 1) != Forwarded {
+				t.Fatal("request not forwarded")
+			}
+			owner := [6]byte(req[0:6])
+			// The server's reply: VIP:80 → client:sport; the router quotes
+			// its IP header and first 8 bytes (more is fine).
+			reply := buildFrame(t, c.vip, c.client, layers.IPProtocolTCP, 80, sport, make([]byte, 1400))
+			e := icmpError(t, c.router, c.vip, reply[ethHeaderLen:ethHeaderLen+60+8])
+			if r := w.Handle(e, tab, 2); r != Forwarded {
+				t.Fatalf("%s: ICMP error for flow %d: %v", c.vip, sport, r)
+			}
+			if got := [6]byte(e[0:6]); got != owner {
+				t.Fatalf("%s: ICMP error for flow %d went to %x, the flow is on %x", c.vip, sport, got, owner)
+			}
+			hits[owner]++
+		}
+		if len(hits) != 3 {
+			t.Errorf("%s: flows covered %d backends; the test should exercise all 3", c.vip, len(hits))
+		}
+		// An error quoting a packet that is not from the VIP is dropped.
+		other := buildFrame(t, c.client, c.router, layers.IPProtocolTCP, 80, 2000, nil)
+		if r := w.Handle(icmpError(t, c.router, c.vip, other[ethHeaderLen:]), tab, 2); r != DropProtocol {
+			t.Errorf("%s: error quoting a foreign packet: %v, want %v", c.vip, r, DropProtocol)
+		}
+	}
+}
+
+func TestICMPEcho(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 64, 1e12)
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, DstMAC: net.HardwareAddr(lbMAC[:]), EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: client4.AsSlice(), DstIP: vip4.AsSlice()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 1, Seq: 1}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp); err != nil {
+		t.Fatal(err)
+	}
+	f := buf.Bytes()
+	if r := w.Handle(f, tab, 1); r != Forwarded {
+		t.Fatalf("echo request: %v", r)
+	}
+	first := [6]byte(f[0:6])
+	for i := 0; i < 5; i++ { // the same pinger always reaches the same server
+		g := append([]byte(nil), buf.Bytes()...)
+		w.Handle(g, tab, 1)
+		if [6]byte(g[0:6]) != first {
+			t.Fatal("pings from one client spread over servers")
+		}
+	}
+	icmp.TypeCode = layers.CreateICMPv4TypeCode(13, 0) // timestamp: not carried
+	buf.Clear()
+	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp)
+	if r := w.Handle(buf.Bytes(), tab, 1); r != DropProtocol {
+		t.Errorf("ICMP timestamp: %v, want %v", r, DropProtocol)
+	}
+}
+
+// Forwarded frames are counted per backend slot, exactly.
+func TestBackendCounters(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	sent := map[[6]byte]uint64{}
+	bytes := map[[6]byte]uint64{}
+	for sport := uint16(1); sport <= 300; sport++ {
+		f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, sport, 80, make([]byte, sport%7))
+		w.Handle(f, tab, 1)
+		sent[[6]byte(f[0:6])]++
+		bytes[[6]byte(f[0:6])] += uint64(len(f))
+	}
+	w.publish()
+	for _, b := range tab.Lookup(vip4, 6, 80).Backends() {
+		c := &w.pub.backends[b.Slot]
+		if c.Packets.Load() != sent[b.MAC] || c.Bytes.Load() != bytes[b.MAC] || c.NewFlows.Load() != sent[b.MAC] {
+			t.Errorf("backend %s slot %d: %d pkts %d bytes %d flows, want %d %d %d", b.Addr, b.Slot,
+				c.Packets.Load(), c.Bytes.Load(), c.NewFlows.Load(), sent[b.MAC], bytes[b.MAC], sent[b.MAC])
+		}
+	}
+}
