@@ -51,6 +51,12 @@ type Config struct {
 	// NeighborRefresh is how often backend MACs are re-resolved. Backends
 	// with a static MAC are not resolved.
 	NeighborRefresh time.Duration
+	// Admin is the admin endpoint's listen address (metrics, status,
+	// reload); "" turns it off.
+	Admin string
+	// DrainTimeout is how long a draining backend (weight 0) keeps its
+	// established flows; 0 means until they end.
+	DrainTimeout time.Duration
 	// Services is never empty.
 	Services []Service
 }
@@ -76,6 +82,8 @@ type Service struct {
 	Protocol Protocol
 	// TableSize is the Maglev lookup table size: prime, >= len(Backends).
 	TableSize uint32
+	// Health checks every backend (Kind "none": no checks).
+	Health Health
 	// Backends is never empty; every address has the VIP's family.
 	Backends []Backend
 }
@@ -90,6 +98,8 @@ type Backend struct {
 	// Weight is the relative share of new flows; 0 drains the backend
 	// (no new flows, existing flows stay).
 	Weight uint32
+	// Health is the service's health check with this backend's overrides.
+	Health Health
 }
 
 // Protocol is an IP protocol number. Only TCP and UDP are valid.
@@ -194,8 +204,12 @@ func defaultConfig() *Config {
 			IdleTimeout: defaultIdleTimeout,
 		},
 		NeighborRefresh: defaultNeighborRefresh,
+		Admin:           DefaultAdmin,
 	}
 }
+
+// DefaultAdmin is the admin endpoint's default address: loopback only.
+const DefaultAdmin = "127.0.0.1:9180"
 
 // field identifies one value of a Config independently of where it came
 // from, so that validation can report it as a YAML path with a line or as a
@@ -303,10 +317,10 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
-	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "backends"}
-	backendKeys   = []string{"address", "mac", "weight"}
+	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
+	backendKeys   = []string{"address", "mac", "weight", "health"}
 )
 
 // decode returns nil when the input cannot be walked at all (not text, not
@@ -362,6 +376,14 @@ func (d *decoder) decode(data []byte) *Config {
 	if v, ok := d.duration(topField("neighbor_refresh"), top["neighbor_refresh"]); ok {
 		c.NeighborRefresh = v
 	}
+	if v, ok := d.str(topField("admin"), top["admin"]); ok {
+		c.Admin = v
+	} else if n := top["admin"]; n != nil && isNull(n) {
+		c.Admin = ""
+	}
+	if v, ok := d.duration(topField("drain_timeout"), top["drain_timeout"]); ok {
+		c.DrainTimeout = v
+	}
 	if n := top["services"]; d.list(topField("services"), n) {
 		for i, sn := range n.Content {
 			c.Services = append(c.Services, d.service(i, sn))
@@ -398,16 +420,17 @@ func (d *decoder) service(i int, n *yaml.Node) Service {
 	if v, ok := d.integer(svcField(i, "table_size"), m["table_size"], 2, maxTableSize); ok {
 		s.TableSize = uint32(v)
 	}
+	s.Health = d.health(func(name string) field { return svcField(i, name) }, m["health"], defaultHealth())
 	if bn := m["backends"]; d.list(svcField(i, "backends"), bn) {
 		for j, b := range bn.Content {
-			s.Backends = append(s.Backends, d.backend(i, j, b))
+			s.Backends = append(s.Backends, d.backend(i, j, b, s.Health))
 		}
 	}
 	return s
 }
 
-func (d *decoder) backend(i, j int, n *yaml.Node) Backend {
-	b := Backend{Weight: defaultWeight}
+func (d *decoder) backend(i, j int, n *yaml.Node, health Health) Backend {
+	b := Backend{Weight: defaultWeight, Health: health}
 	if !d.mapping(beField(i, j, ""), n) {
 		return b
 	}
@@ -428,6 +451,7 @@ func (d *decoder) backend(i, j int, n *yaml.Node) Backend {
 	if v, ok := d.integer(beField(i, j, "weight"), m["weight"], 0, maxWeight); ok {
 		b.Weight = uint32(v)
 	}
+	b.Health = d.health(func(name string) field { return beField(i, j, name) }, m["health"], health)
 	return b
 }
 
@@ -706,6 +730,14 @@ func (c *Config) validate(r *report) {
 	if len(c.Services) == 0 {
 		r.add(topField("services"), "at least one service is required")
 	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			r.add(topField("admin"), fmt.Sprintf("%q is not host:port (use \"\" to turn the admin endpoint off)", c.Admin))
+		}
+	}
+	if c.DrainTimeout < 0 {
+		r.add(topField("drain_timeout"), "must not be negative, got "+c.DrainTimeout.String())
+	}
 
 	type key struct {
 		vip   netip.Addr
@@ -763,6 +795,7 @@ func (c *Config) validate(r *report) {
 		if len(s.Backends) == 0 {
 			r.add(svcField(i, "backends"), "at least one backend is required")
 		}
+		validateHealth(r, func(name string) field { return svcField(i, name) }, &s.Health)
 		switch ts := s.TableSize; {
 		case ts < 2 || ts > maxTableSize:
 			r.add(svcField(i, "table_size"), rangeMsg(2, maxTableSize, int64(ts)))
@@ -817,6 +850,9 @@ func (c *Config) validate(r *report) {
 			}
 			if b.Weight > maxWeight {
 				r.add(beField(i, j, "weight"), rangeMsg(0, maxWeight, int64(b.Weight)))
+			}
+			if !b.Health.equal(&s.Health) {
+				validateHealth(r, func(name string) field { return beField(i, j, name) }, &b.Health)
 			}
 		}
 	}

@@ -34,16 +34,18 @@ func TestLoadExample(t *testing.T) {
 		Seed:            0,
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
+		Admin:           DefaultAdmin,
 		Services: []Service{{
 			Name:      "web",
 			VIP:       netip.MustParseAddr("10.0.0.100"),
 			Port:      80,
 			Protocol:  TCP,
 			TableSize: 65537,
+			Health:    defaultHealth(),
 			Backends: []Backend{
-				{Address: netip.MustParseAddr("10.0.0.11"), MAC: nil, Weight: 1},
+				{Address: netip.MustParseAddr("10.0.0.11"), MAC: nil, Weight: 1, Health: defaultHealth()},
 				// weight absent: defaults to 1.
-				{Address: netip.MustParseAddr("10.0.0.12"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 1},
+				{Address: netip.MustParseAddr("10.0.0.12"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 1, Health: defaultHealth()},
 			},
 		}},
 	}
@@ -70,13 +72,15 @@ services:
 		Interface:       "eth1",
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
+		Admin:           DefaultAdmin,
 		Services: []Service{{
 			Name:      "dns",
 			VIP:       netip.MustParseAddr("2001:db8::53"),
 			Port:      0,
 			Protocol:  TCP,
 			TableSize: 65537,
-			Backends:  []Backend{{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1}},
+			Health:    defaultHealth(),
+			Backends:  []Backend{{Address: netip.MustParseAddr("2001:db8::1"), Weight: 1, Health: defaultHealth()}},
 		}},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -644,13 +648,13 @@ func TestParseBackend(t *testing.T) {
 		in   string
 		want Backend
 	}{
-		{"10.0.0.11", Backend{Address: netip.MustParseAddr("10.0.0.11"), Weight: 1}},
+		{"10.0.0.11", Backend{Address: netip.MustParseAddr("10.0.0.11"), Weight: 1, Health: defaultHealth()}},
 		{"10.0.0.11,mac=02:00:00:00:00:12,weight=3",
-			Backend{Address: netip.MustParseAddr("10.0.0.11"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 3}},
-		{"2001:db8::11,weight=2", Backend{Address: netip.MustParseAddr("2001:db8::11"), Weight: 2}},
-		{"10.0.0.11,weight=0", Backend{Address: netip.MustParseAddr("10.0.0.11"), Weight: 0}},
+			Backend{Address: netip.MustParseAddr("10.0.0.11"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 3, Health: defaultHealth()}},
+		{"2001:db8::11,weight=2", Backend{Address: netip.MustParseAddr("2001:db8::11"), Weight: 2, Health: defaultHealth()}},
+		{"10.0.0.11,weight=0", Backend{Address: netip.MustParseAddr("10.0.0.11"), Weight: 0, Health: defaultHealth()}},
 		{"10.0.0.11,weight=65535,mac=02-00-00-00-00-12",
-			Backend{Address: netip.MustParseAddr("10.0.0.11"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 65535}},
+			Backend{Address: netip.MustParseAddr("10.0.0.11"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 65535, Health: defaultHealth()}},
 	}
 	for _, tc := range good {
 		got, err := ParseBackend(tc.in)
@@ -690,19 +694,23 @@ func TestFromFlags(t *testing.T) {
 		t.Fatalf("FromFlags: %v", err)
 	}
 	v4 := []Backend{
-		{Address: netip.MustParseAddr("10.0.0.11"), Weight: 1},
-		{Address: netip.MustParseAddr("10.0.0.12"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 3},
+		{Address: netip.MustParseAddr("10.0.0.11"), Weight: 1, Health: defaultHealth()},
+		{Address: netip.MustParseAddr("10.0.0.12"), MAC: mustMAC(t, "02:00:00:00:00:12"), Weight: 3, Health: defaultHealth()},
 	}
 	want := &Config{
 		Interface:       "eth0",
 		Workers:         4,
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
+		Admin:           DefaultAdmin,
 		Services: []Service{
-			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537, Backends: v4},
+			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537,
+				Health: defaultHealth(), Backends: v4},
 			{Name: "vip1", VIP: netip.MustParseAddr("2001:db8::100"), Port: 53, Protocol: UDP, TableSize: 65537,
-				Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::11"), Weight: 2}}},
-			{Name: "vip2", VIP: netip.MustParseAddr("10.0.0.100"), Port: 443, Protocol: TCP, TableSize: 65537, Backends: v4},
+				Health:   defaultHealth(),
+				Backends: []Backend{{Address: netip.MustParseAddr("2001:db8::11"), Weight: 2, Health: defaultHealth()}}},
+			{Name: "vip2", VIP: netip.MustParseAddr("10.0.0.100"), Port: 443, Protocol: TCP, TableSize: 65537,
+				Health: defaultHealth(), Backends: v4},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

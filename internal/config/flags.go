@@ -92,7 +92,7 @@ func parseBackend(s string) (Backend, string) {
 	if msg := checkAddr(a); msg != "" {
 		return Backend{}, msg
 	}
-	b := Backend{Address: a, Weight: defaultWeight}
+	b := Backend{Address: a, Weight: defaultWeight, Health: defaultHealth()}
 	seen := map[string]bool{}
 	for _, opt := range parts[1:] {
 		k, v, ok := strings.Cut(opt, "=")
@@ -154,7 +154,7 @@ func FromFlags(iface string, workers int, vips []string, backends []string) (*Co
 	allVIPsOK := true
 	used := make([]bool, len(backends))
 	for i, s := range vips {
-		svc := Service{Name: "vip" + strconv.Itoa(i), Protocol: TCP, TableSize: defaultTableSize}
+		svc := Service{Name: "vip" + strconv.Itoa(i), Protocol: TCP, TableSize: defaultTableSize, Health: defaultHealth()}
 		a, port, proto, msg := parseVIP(s)
 		if msg != "" {
 			r.addAt(vipFlag(i), 0, msg)

@@ -1,0 +1,82 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHealthConfig(t *testing.T) {
+	c, err := Parse([]byte(`
+interface: eth0
+admin: "127.0.0.1:9999"
+drain_timeout: 30s
+services:
+  - name: web
+    vip: 10.0.0.100
+    port: 80
+    health:
+      kind: http
+      path: /healthz
+      expect: [200, 204]
+      interval: 500ms
+      timeout: 200ms
+      rise: 1
+      fall: 2
+    backends:
+      - address: 10.0.0.11
+      - address: 10.0.0.12
+        health:
+          port: 8080
+          vip: true
+  - name: dns
+    vip: 10.0.0.53
+    protocol: udp
+    backends:
+      - address: 10.0.0.11
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin != "127.0.0.1:9999" || c.DrainTimeout != 30*time.Second {
+		t.Errorf("admin %q drain %v", c.Admin, c.DrainTimeout)
+	}
+	web := c.Services[0]
+	h := web.Health
+	if h.Kind != "http" || h.Path != "/healthz" || !slices.Equal(h.Expect, []int{200, 204}) || h.Interval != 500*time.Millisecond ||
+		h.Timeout != 200*time.Millisecond || h.Rise != 1 || h.Fall != 2 || h.Method != "GET" || h.Port != 0 || h.VIP {
+		t.Errorf("service health %+v", h)
+	}
+	if b := web.Backends[0].Health; !b.equal(&h) {
+		t.Errorf("backend without overrides: %+v, want the service's %+v", b, h)
+	}
+	o := web.Backends[1].Health
+	if o.Port != 8080 || !o.VIP || o.Kind != "http" || o.Path != "/healthz" || o.Interval != 500*time.Millisecond {
+		t.Errorf("backend override: %+v", o)
+	}
+	if c.Services[1].Health.Kind != "none" {
+		t.Errorf("service without health block: %q, want none", c.Services[1].Health.Kind)
+	}
+}
+
+func TestHealthConfigErrors(t *testing.T) {
+	base := "interface: eth0\nservices:\n  - name: web\n    vip: 10.0.0.100\n    port: 80\n    health:\n%s    backends:\n      - address: 10.0.0.11\n"
+	for _, c := range []struct{ block, want string }{
+		{"      kind: smtp\n", `services[0].health.kind: "smtp" is not a health check kind: use none, tcp, http, https, dns (line 7)`},
+		{"      interval: 10ms\n      timeout: 5ms\n", `services[0].health.interval: must be at least 100ms, got 10ms (line 7)`},
+		{"      interval: 1s\n      timeout: 2s\n", `services[0].health.timeout: must be positive and at most the interval (1s), got 2s (line 8)`},
+		{"      kind: http\n      path: healthz\n", `services[0].health.path: "healthz" must start with / (line 8)`},
+		{"      kind: http\n      expect: [200, 700]\n", `services[0].health.expect: must be between 100 and 599, got 700 (line 8)`},
+		{"      rise: 0\n", `services[0].health.rise: must be between 1 and 100, got 0 (line 7)`},
+		{"      vip: maybe\n", `services[0].health.vip: must be true or false, got "maybe" (line 7)`},
+		{"      color: red\n", `services[0].health.color: unknown key (line 7)`},
+	} {
+		_, err := Parse([]byte(strings.Replace(base, "%s", c.block, 1)))
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Error() != c.want {
+			t.Errorf("%q:\n got %v\nwant %s", c.block, err, c.want)
+		}
+	}
+}
