@@ -28,6 +28,9 @@ Usage:
                                           prepare, restore or verify a real server
   dsrlb lab [--requests N] [--ipv6] [--keep]
                                           build a DSR lab in network namespaces and show it working
+  dsrlb status [--json]                   show the running balancer's services and backends
+  dsrlb reload                            make the running balancer re-read its config (or SIGHUP)
+  dsrlb backend drain|enable SERVICE ADDR drain a backend (no new flows) or undo it
   dsrlb config check FILE                 validate a config file
   dsrlb version                           print the version
 
@@ -46,6 +49,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runCmd(rest, stdout, stderr)
 	case "server":
 		return serverCmd(rest, stdout, stderr)
+	case "status":
+		return statusCmd(rest, stdout, stderr)
+	case "reload":
+		return reloadCmd(rest, stdout, stderr)
+	case "backend":
+		return backendCmd(rest, stdout, stderr)
 	case "lab":
 		return labCmd(rest, stdout, stderr)
 	case "config":

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/internal/admin"
 	"github.com/dsrlb/dsrlb/internal/config"
 	"github.com/dsrlb/dsrlb/internal/engine"
 )
@@ -19,6 +20,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "YAML config file (see README.md); excludes --interface/--vip/--backend")
 	iface := fs.String("interface", "", "interface that receives VIP traffic and reaches the servers")
 	workers := fs.Int("workers", 0, "worker count (0: one per CPU); with --config, overrides the file's when set")
+	adminAddr := fs.String("admin", "-", `admin endpoint address (metrics, status, reload); "" turns it off; default: the config's admin:, else `+config.DefaultAdmin)
 	var vips, backends listFlag
 	fs.Var(&vips, "vip", "service VIP, repeatable: 10.0.0.100:80/tcp, 10.0.0.100/udp (every port), [2001:db8::100]:80/tcp")
 	fs.Var(&backends, "backend", "backend, repeatable: 10.0.0.11 or 10.0.0.11,mac=02:00:00:00:00:11,weight=2 (joins every VIP of its family)")
@@ -53,9 +55,29 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitUsage, "run: invalid configuration:\n%s", indent(err.Error()))
 	}
 
+	if *adminAddr != "-" {
+		cfg.Admin = *adminAddr
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	st, err := engine.Serve(ctx, cfg, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	st, err := engine.Serve(ctx, engine.ServeOptions{
+		Config: cfg, ConfigPath: *cfgPath, Reload: reload, Log: log,
+		Admin: func(ctx context.Context, e *engine.Engine, dp *dataplane.Dataplane, rl func(context.Context) (string, error)) error {
+			return admin.New(e, dp, rl, version(), log).Serve(ctx, cfg.Admin)
+		},
+	})
 	fmt.Fprintln(stdout, summary(&st))
 	if err != nil {
 		return fail(stderr, exitFailure, "run: %v", err)

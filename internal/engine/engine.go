@@ -2,14 +2,17 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/dsrlb/dsrlb/healthcheck"
 	"github.com/dsrlb/dsrlb/internal/config"
 )
 
@@ -25,29 +28,97 @@ type Resolver interface {
 	Lookup(addrs []netip.Addr) (map[netip.Addr][6]byte, error)
 }
 
-// Engine owns the control state. Create it with New; run it with Run.
+// maxSlots bounds the backend counter slots (dataplane.MaxBackendSlots).
+const maxSlots = 4096
+
+// ErrNotFound is returned by admin actions naming an unknown service or
+// backend.
+var ErrNotFound = errors.New("not found")
+
+// Engine owns the control state. Create it with New, build the first table
+// with Initial, then Run it. Every other method is a message to Run's
+// goroutine and may be called from any goroutine while Run runs.
 type Engine struct {
-	cfg      *config.Config
-	resolver Resolver
 	log      *slog.Logger
+	resolver Resolver
+	dsr      healthcheck.DSRProber // nil: DSR-path probes are refused
+	// newProber makes a backend's prober (healthcheck.NewProber; tests
+	// replace it).
+	newProber func(healthcheck.Spec, healthcheck.DSRProber) (healthcheck.Prober, error)
+	started   time.Time
+
+	reqs   chan func()
+	events chan keyedEvent
+	// table is the last table published (or built by Initial); read by
+	// Table() from any goroutine.
+	table atomic.Pointer[balancer.Table]
+
+	// Owned by the Run goroutine (and by Initial before Run starts).
+	cfg      *config.Config
+	dp       Dataplane
+	ctx      context.Context // Run's context; checkers run under it
 	macs     map[netip.Addr][6]byte
 	missing  map[netip.Addr]bool // backends left out for want of a MAC (logged once)
-	table    *balancer.Table
+	backends map[backendKey]*backendState
+	freed    []uint16 // counter slots free for reuse
+	next     uint16   // next never-used counter slot
+	builds   uint64   // tables published
+	lastCost time.Duration
 }
 
-// New returns an engine for cfg. log may be nil.
-func New(cfg *config.Config, r Resolver, log *slog.Logger) *Engine {
+// backendKey names a backend of a service.
+type backendKey struct {
+	service string
+	addr    netip.Addr
+}
+
+// backendState is what the engine knows of one configured backend.
+type backendState struct {
+	slot     uint16
+	healthy  bool
+	reason   string // why the health state is what it is
+	since    time.Time
+	drained  bool      // by an admin action
+	drainAt  time.Time // when it started draining (admin or weight 0); zero if not
+	check    *runningCheck
+	excluded string // why it is not in the table, "" if it is
+}
+
+// runningCheck is one backend's running health checker.
+type runningCheck struct {
+	spec    healthcheck.Spec
+	target  healthcheck.Target
+	checker *healthcheck.Checker
+	stop    context.CancelFunc
+}
+
+type keyedEvent struct {
+	key   backendKey
+	check *runningCheck
+	ev    healthcheck.Event
+}
+
+// New returns an engine for cfg. dsr performs DSR-path health probes (nil if
+// none is available); log may be nil.
+func New(cfg *config.Config, r Resolver, dsr healthcheck.DSRProber, log *slog.Logger) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{cfg: cfg, resolver: r, log: log, macs: map[netip.Addr][6]byte{}, missing: map[netip.Addr]bool{}}
+	e := &Engine{
+		log: log, resolver: r, dsr: dsr, newProber: healthcheck.NewProber, started: time.Now(),
+		reqs: make(chan func()), events: make(chan keyedEvent, 64),
+		cfg: cfg, macs: map[netip.Addr][6]byte{}, missing: map[netip.Addr]bool{},
+		backends: map[backendKey]*backendState{},
+	}
+	e.syncBackends()
+	return e
 }
 
 // Table returns the last table built.
-func (e *Engine) Table() *balancer.Table { return e.table }
+func (e *Engine) Table() *balancer.Table { return e.table.Load() }
 
 // Initial resolves the backends' MACs, waiting up to wait for the kernel to
-// resolve them, and builds the first table.
+// resolve them, and builds the first table. Call it before Run.
 func (e *Engine) Initial(ctx context.Context, wait time.Duration) (*balancer.Table, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -67,52 +138,134 @@ func (e *Engine) Initial(ctx context.Context, wait time.Duration) (*balancer.Tab
 	if err != nil {
 		return nil, err
 	}
-	e.table = t
+	e.table.Store(t)
 	return t, nil
 }
 
-// Run refreshes MACs every cfg.NeighborRefresh and publishes a new table to
-// dp whenever the result changes, until ctx is done.
+// Run starts the health checks and then handles, until ctx is done, MAC
+// refreshes every cfg.NeighborRefresh, health events, reloads and admin
+// actions, publishing a new table to dp whenever the result changes.
 func (e *Engine) Run(ctx context.Context, dp Dataplane) error {
+	e.dp, e.ctx = dp, ctx
+	defer e.stopChecks()
+	e.syncChecks()
 	every := e.cfg.NeighborRefresh
 	if every <= 0 {
 		every = 10 * time.Second
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	// Unresolved backends are retried quickly at first.
-	fast := time.NewTicker(time.Second)
+	fast := time.NewTicker(time.Second) // unresolved backends and drain timeouts
 	defer fast.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case f := <-e.reqs:
+			f()
+		case ke := <-e.events:
+			e.healthEvent(ke)
 		case <-tick.C:
+			e.refreshAndPublish()
 		case <-fast.C:
-			if len(e.unresolved()) == 0 {
-				continue
+			if len(e.unresolved()) > 0 {
+				e.refreshAndPublish()
+			} else if e.drainExpired() {
+				e.publish("drain timeout")
 			}
 		}
-		if err := e.refreshMACs(); err != nil {
-			e.log.Warn("neighbour refresh failed", "err", err)
-			continue
-		}
-		t, err := e.build()
-		if err != nil {
-			e.log.Error("table rebuild failed; keeping the running table", "err", err)
-			continue
-		}
-		if sameTable(e.table, t) {
-			continue
-		}
-		start := time.Now()
-		if err := dp.SetTable(t); err != nil {
-			e.log.Error("publish table failed; keeping the running table", "err", err)
-			continue
-		}
-		e.table = t
-		e.log.Info("published new table", "services", len(t.Services()), "took", time.Since(start))
 	}
+}
+
+// do runs f on Run's goroutine and waits for it; ErrNotRunning if Run is not
+// running.
+func (e *Engine) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case e.reqs <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done
+	return nil
+}
+
+func (e *Engine) refreshAndPublish() {
+	if err := e.refreshMACs(); err != nil {
+		e.log.Warn("neighbour refresh failed", "err", err)
+		return
+	}
+	e.syncChecks() // a MAC change re-targets DSR-path probes
+	e.publish("")
+}
+
+// publish builds a table from the current state and gives it to the
+// dataplane if it differs from the running one. why is logged.
+func (e *Engine) publish(why string) {
+	start := time.Now()
+	t, err := e.build()
+	if err != nil {
+		e.log.Error("table rebuild failed; keeping the running table", "err", err)
+		return
+	}
+	if sameTable(e.table.Load(), t) {
+		return
+	}
+	if err := e.dp.SetTable(t); err != nil {
+		e.log.Error("publish table failed; keeping the running table", "err", err)
+		return
+	}
+	e.table.Store(t)
+	e.builds++
+	e.lastCost = time.Since(start)
+	attrs := []any{"services", len(t.Services()), "build_and_publish", e.lastCost}
+	if why != "" {
+		attrs = append(attrs, "why", why)
+	}
+	e.log.Info("published new table", attrs...)
+}
+
+// syncBackends makes e.backends match the config: new backends get a
+// counter slot and start healthy, removed ones release theirs.
+func (e *Engine) syncBackends() {
+	seen := map[backendKey]bool{}
+	for _, s := range e.cfg.Services {
+		for _, b := range s.Backends {
+			k := backendKey{s.Name, b.Address}
+			seen[k] = true
+			st, ok := e.backends[k]
+			if !ok {
+				st = &backendState{slot: e.allocSlot(), healthy: true, reason: "not checked yet", since: time.Now()}
+				e.backends[k] = st
+			}
+			if b.Weight == 0 && st.drainAt.IsZero() {
+				st.drainAt = time.Now()
+			}
+			if b.Weight > 0 && !st.drained {
+				st.drainAt = time.Time{}
+			}
+		}
+	}
+	for k, st := range e.backends {
+		if !seen[k] {
+			if st.check != nil {
+				st.check.stop()
+			}
+			e.freed = append(e.freed, st.slot)
+			delete(e.backends, k)
+		}
+	}
+}
+
+func (e *Engine) allocSlot() uint16 {
+	if n := len(e.freed); n > 0 {
+		s := e.freed[n-1]
+		e.freed = e.freed[:n-1]
+		return s
+	}
+	s := e.next
+	e.next++
+	return s
 }
 
 // backendAddrs returns every backend address without a static MAC.
@@ -145,7 +298,7 @@ func (e *Engine) refreshMACs() error {
 		return nil
 	}
 	got, err := e.resolver.Lookup(addrs)
-	if err != nil {
+	if err != nil && got == nil {
 		return fmt.Errorf("resolve backend MACs on %s: %w", e.cfg.Interface, err)
 	}
 	for _, a := range addrs {
@@ -167,35 +320,87 @@ func (e *Engine) refreshMACs() error {
 	return nil
 }
 
-// build makes a table from the config and the known MACs. Backends without
-// a MAC are left out, once logged.
+// mac returns the MAC to send b's frames to.
+func (e *Engine) mac(b *config.Backend) ([6]byte, bool) {
+	if b.MAC != nil {
+		return [6]byte(b.MAC), true
+	}
+	m, ok := e.macs[b.Address]
+	return m, ok
+}
+
+// build makes a table from the config and the backends' state:
+//   - a backend without a MAC is left out (logged once);
+//   - a backend whose health check failed is left out, so its flows move;
+//     but if every backend of a service is down, all of them stay (fail
+//     open: a health-check outage must not black-hole the whole service)
+//     and that is logged loudly;
+//   - a drained backend (weight 0 or an admin drain) has weight 0: it keeps
+//     its flows and gets no new ones, until drain_timeout, if set, passes.
 func (e *Engine) build() (*balancer.Table, error) {
 	specs := make([]balancer.ServiceSpec, 0, len(e.cfg.Services))
+	now := time.Now()
 	for _, s := range e.cfg.Services {
 		spec := balancer.ServiceSpec{
 			Name:      s.Name,
 			Key:       balancer.ServiceKey{VIP: s.VIP, Proto: balancer.Protocol(s.Protocol), Port: s.Port},
 			TableSize: s.TableSize,
 		}
-		for _, b := range s.Backends {
-			var mac [6]byte
-			if b.MAC != nil {
-				mac = [6]byte(b.MAC)
-			} else if m, ok := e.macs[b.Address]; ok {
-				mac = m
-			} else {
+		var down []balancer.Backend
+		for i := range s.Backends {
+			b := &s.Backends[i]
+			st := e.backends[backendKey{s.Name, b.Address}]
+			mac, ok := e.mac(b)
+			if !ok {
 				if !e.missing[b.Address] {
 					e.log.Warn("backend left out: its MAC address is not resolved yet (is it up, on the same segment as "+e.cfg.Interface+"?)",
 						"service", s.Name, "backend", b.Address)
 					e.missing[b.Address] = true
 				}
+				st.excluded = "MAC not resolved"
 				continue
 			}
-			spec.Backends = append(spec.Backends, balancer.Backend{Addr: b.Address, MAC: mac, Weight: b.Weight})
+			be := balancer.Backend{Addr: b.Address, MAC: mac, Weight: b.Weight, Slot: st.slot}
+			if st.drained {
+				be.Weight = 0
+			}
+			if be.Weight == 0 && e.cfg.DrainTimeout > 0 && !st.drainAt.IsZero() && now.Sub(st.drainAt) >= e.cfg.DrainTimeout {
+				st.excluded = "drained (drain timeout passed)"
+				continue
+			}
+			if !st.healthy {
+				st.excluded = "down: " + st.reason
+				down = append(down, be)
+				continue
+			}
+			st.excluded = ""
+			spec.Backends = append(spec.Backends, be)
+		}
+		if len(spec.Backends) == 0 && len(down) > 0 {
+			e.log.Error("every backend of the service is down: keeping them all in the table (fail open) until one recovers",
+				"service", s.Name, "down", len(down))
+			spec.Backends = down
+			for _, be := range down {
+				e.backends[backendKey{s.Name, be.Addr}].excluded = ""
+			}
 		}
 		specs = append(specs, spec)
 	}
 	return balancer.NewTable(e.cfg.Seed, specs)
+}
+
+// drainExpired reports whether a draining backend passed drain_timeout and
+// is still in the table.
+func (e *Engine) drainExpired() bool {
+	if e.cfg.DrainTimeout <= 0 {
+		return false
+	}
+	for _, st := range e.backends {
+		if !st.drainAt.IsZero() && st.excluded == "" && time.Since(st.drainAt) >= e.cfg.DrainTimeout {
+			return true
+		}
+	}
+	return false
 }
 
 // sameTable reports whether two tables have the same services and backends

@@ -72,7 +72,7 @@ func backends(t *balancer.Table) map[netip.Addr][6]byte {
 func TestEngineFollowsMACs(t *testing.T) {
 	a11, a12, a13 := netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12"), netip.MustParseAddr("198.18.0.13")
 	r := &fakeResolver{macs: map[netip.Addr][6]byte{a11: {2, 0, 0, 0, 0, 0x11}}}
-	e := New(testConfig(), r, nil)
+	e := New(testConfig(), r, nil, nil)
 	tab, err := e.Initial(context.Background(), 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

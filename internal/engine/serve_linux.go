@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -9,13 +10,28 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/healthcheck"
 	"github.com/dsrlb/dsrlb/internal/config"
 )
 
-// Serve runs the balancer for cfg until ctx is done: it resolves the
-// backends, opens the dataplane, forwards, and on the way out closes
+// ServeOptions says how to run the balancer.
+type ServeOptions struct {
+	Config *config.Config
+	// ConfigPath is the file Config came from, re-read on reload; "" when
+	// the balancer was started from flags (reloads are refused).
+	ConfigPath string
+	// Reload receives a value for every reload request (SIGHUP).
+	Reload <-chan struct{}
+	// Admin, if set, is started once the dataplane runs (see internal/admin).
+	Admin func(ctx context.Context, e *Engine, dp *dataplane.Dataplane, reload func(context.Context) (string, error)) error
+	Log   *slog.Logger
+}
+
+// Serve runs the balancer until ctx is done: it resolves the backends,
+// opens the dataplane, forwards, handles reloads, and on the way out closes
 // everything and returns the final counters.
-func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (dataplane.Stats, error) {
+func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
+	cfg, log := o.Config, o.Log
 	var vips []netip.Addr
 	for _, s := range cfg.Services {
 		vips = append(vips, s.VIP)
@@ -27,7 +43,16 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (dataplane
 	if err != nil {
 		return dataplane.Stats{}, err
 	}
-	e := New(cfg, res, log)
+	var dsr healthcheck.DSRProber
+	if needsDSRProber(cfg) {
+		p, err := healthcheck.NewDSRProber(cfg.Interface)
+		if err != nil {
+			return dataplane.Stats{}, fmt.Errorf("DSR-path health checks (vip: true): %w", err)
+		}
+		defer p.Close()
+		dsr = p
+	}
+	e := New(cfg, res, dsr, log)
 	t, err := e.Initial(ctx, 3*time.Second)
 	if err != nil {
 		return dataplane.Stats{}, err
@@ -48,7 +73,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (dataplane
 	}
 	log.Info("dsrlb running", "interface", cfg.Interface, "mac", dp.MAC().String(), "workers", dp.Workers(),
 		"services", len(t.Services()), "backends", backends,
-		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes)
+		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes, "admin", cfg.Admin)
 	for _, s := range t.Services() {
 		var addrs []string
 		for _, b := range s.Backends() {
@@ -56,12 +81,63 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) (dataplane
 		}
 		log.Info("service", "name", s.Name(), "key", s.Key().String(), "table_size", s.Maglev().Size(), "backends", addrs)
 	}
+
+	reload := func(ctx context.Context) (string, error) {
+		if o.ConfigPath == "" {
+			return "", errors.New("started from flags, not a config file: nothing to reload")
+		}
+		ncfg, err := config.Load(o.ConfigPath)
+		if err != nil {
+			return "", fmt.Errorf("reload %s refused, the running configuration stays:\n%w", o.ConfigPath, err)
+		}
+		return e.Reload(ctx, ncfg)
+	}
+
 	var wg sync.WaitGroup
 	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wg.Add(1)
 	go func() { defer wg.Done(); e.Run(ectx, dp) }()
+	if o.Reload != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ectx.Done():
+					return
+				case <-o.Reload:
+					if summary, err := reload(ectx); err != nil {
+						log.Error("reload failed", "err", err)
+					} else {
+						log.Info("reload done", "changes", summary)
+					}
+				}
+			}
+		}()
+	}
+	if o.Admin != nil && cfg.Admin != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := o.Admin(ectx, e, dp, reload); err != nil {
+				log.Error("admin endpoint stopped", "err", err)
+			}
+		}()
+	}
 	err = dp.Run(ctx)
 	cancel()
 	wg.Wait()
 	return dp.Stats(), err
+}
+
+func needsDSRProber(cfg *config.Config) bool {
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			if b.Health.VIP && b.Health.Kind != "none" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+
+	"github.com/dsrlb/dsrlb/internal/admin"
+	"github.com/dsrlb/dsrlb/internal/config"
+)
+
+func adminFlag(fsAddr *string) string {
+	if *fsAddr != "" {
+		return *fsAddr
+	}
+	return config.DefaultAdmin
+}
+
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", "dsrlb status [--json] [--admin ADDR]\n\nShows the running balancer's services, backends (state, reason, share, pps, flows) and drops.", stderr)
+	addr := fs.String("admin", config.DefaultAdmin, "the balancer's admin endpoint")
+	asJSON := fs.Bool("json", false, "print the raw JSON status (for scripts)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	c := &admin.Client{Addr: adminFlag(addr)}
+	if *asJSON {
+		b, err := c.StatusJSON(context.Background())
+		if err != nil {
+			return fail(stderr, exitFailure, "status: %v", err)
+		}
+		stdout.Write(b)
+		return exitOK
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		return fail(stderr, exitFailure, "status: %v", err)
+	}
+	admin.Format(stdout, st)
+	return exitOK
+}
+
+func reloadCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("reload", "dsrlb reload [--admin ADDR]\n\nAsks the running balancer to re-read its config file (as SIGHUP does). An invalid file is\nrejected with its errors and the running configuration stays.", stderr)
+	addr := fs.String("admin", config.DefaultAdmin, "the balancer's admin endpoint")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	summary, err := (&admin.Client{Addr: adminFlag(addr)}).Reload(context.Background())
+	if err != nil {
+		return fail(stderr, exitFailure, "reload: %v", err)
+	}
+	fmt.Fprintln(stdout, "reloaded:", summary)
+	return exitOK
+}
+
+func backendCmd(args []string, stdout, stderr io.Writer) int {
+	const synopsis = "dsrlb backend drain|enable SERVICE ADDRESS [--admin ADDR]\n\ndrain: no new flows to the backend, its established flows stay; enable: undo a drain.\nThe change lasts until the balancer restarts (set weight: 0 in the config to make it permanent)."
+	if len(args) < 1 || (args[0] != "drain" && args[0] != "enable") {
+		return fail(stderr, exitUsage, "usage: %s", synopsis)
+	}
+	action := args[0]
+	fs := newFlags("backend "+action, synopsis, stderr)
+	addr := fs.String("admin", config.DefaultAdmin, "the balancer's admin endpoint")
+	// Flags may come after the positional arguments.
+	var pos []string
+	rest := args[1:]
+	for len(rest) > 0 {
+		if code, ok := parse(fs, rest); !ok {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(pos) != 2 {
+		return fail(stderr, exitUsage, "usage: %s", synopsis)
+	}
+	if _, err := netip.ParseAddr(pos[1]); err != nil {
+		return fail(stderr, exitUsage, "backend %s: %q is not an IP address", action, pos[1])
+	}
+	msg, err := (&admin.Client{Addr: adminFlag(addr)}).Backend(context.Background(), action, pos[0], pos[1])
+	if err != nil {
+		return fail(stderr, exitFailure, "backend %s: %v", action, err)
+	}
+	fmt.Fprintln(stdout, msg)
+	return exitOK
+}

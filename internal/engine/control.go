@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dsrlb/dsrlb/internal/config"
+)
+
+// Reload applies a new, already validated configuration as a difference:
+// services and backends added, removed or re-weighted, health checks
+// changed. The dataplane keeps its flow tables, so established connections
+// survive. A change of interface needs a restart and is refused (the running
+// configuration stays); changes of workers or flow-table settings are kept
+// for the next restart and reported. It returns a one-line summary of what
+// changed.
+func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (string, error) {
+	var summary string
+	var err error
+	if derr := e.do(ctx, func() { summary, err = e.reload(cfg) }); derr != nil {
+		return "", derr
+	}
+	return summary, err
+}
+
+func (e *Engine) reload(cfg *config.Config) (string, error) {
+	old := e.cfg
+	if cfg.Interface != old.Interface {
+		return "", fmt.Errorf("interface change (%s → %s) needs a restart: reload refused, the running configuration stays", old.Interface, cfg.Interface)
+	}
+	var notes []string
+	if cfg.Workers != old.Workers || cfg.FlowTable != old.FlowTable {
+		notes = append(notes, "workers and flow_table changes take effect at the next restart")
+		cfg.Workers, cfg.FlowTable = old.Workers, old.FlowTable
+	}
+	diff := diffConfigs(old, cfg)
+	e.cfg = cfg
+	e.syncBackends()
+	if err := e.refreshMACs(); err != nil {
+		e.log.Warn("neighbour refresh failed", "err", err)
+	}
+	e.syncChecks()
+	e.publish("reload")
+	summary := strings.Join(append(diff, notes...), "; ")
+	if summary == "" {
+		summary = "no changes"
+	}
+	e.log.Info("configuration reloaded", "changes", summary)
+	return summary, nil
+}
+
+// diffConfigs describes what changed between two configurations.
+func diffConfigs(a, b *config.Config) []string {
+	var out []string
+	as, bs := map[string]*config.Service{}, map[string]*config.Service{}
+	for i := range a.Services {
+		as[a.Services[i].Name] = &a.Services[i]
+	}
+	for i := range b.Services {
+		bs[b.Services[i].Name] = &b.Services[i]
+	}
+	for _, s := range b.Services {
+		o, ok := as[s.Name]
+		if !ok {
+			out = append(out, "service "+s.Name+" added")
+			continue
+		}
+		ob := map[netip.Addr]*config.Backend{}
+		for i := range o.Backends {
+			ob[o.Backends[i].Address] = &o.Backends[i]
+		}
+		for _, nb := range s.Backends {
+			switch p, ok := ob[nb.Address]; {
+			case !ok:
+				out = append(out, fmt.Sprintf("%s: backend %s added", s.Name, nb.Address))
+			case p.Weight != nb.Weight:
+				out = append(out, fmt.Sprintf("%s: backend %s weight %d → %d", s.Name, nb.Address, p.Weight, nb.Weight))
+			}
+			delete(ob, nb.Address)
+		}
+		for addr := range ob {
+			out = append(out, fmt.Sprintf("%s: backend %s removed", s.Name, addr))
+		}
+		if o.VIP != s.VIP || o.Port != s.Port || o.Protocol != s.Protocol || o.TableSize != s.TableSize {
+			out = append(out, "service "+s.Name+" changed")
+		}
+	}
+	for _, s := range a.Services {
+		if _, ok := bs[s.Name]; !ok {
+			out = append(out, "service "+s.Name+" removed")
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SetDrained drains (no new flows, existing flows stay) or re-enables a
+// backend of a service, by an operator's action. It survives reloads but not
+// restarts: make it permanent with weight 0 in the config.
+func (e *Engine) SetDrained(ctx context.Context, service string, addr netip.Addr, drained bool) error {
+	var err error
+	if derr := e.do(ctx, func() {
+		st, ok := e.backends[backendKey{service, addr}]
+		if !ok {
+			err = fmt.Errorf("service %q has no backend %s: %w", service, addr, ErrNotFound)
+			return
+		}
+		if st.drained == drained {
+			return
+		}
+		st.drained = drained
+		action := "enabled"
+		if drained {
+			action = "drained"
+			st.drainAt = time.Now()
+		} else {
+			st.drainAt = time.Time{}
+		}
+		e.log.Info("backend "+addr.String()+" "+action+" by an admin action", "service", service, "backend", addr)
+		e.publish("backend " + addr.String() + " " + action)
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// Status is a snapshot of the services and their backends.
+type Status struct {
+	Started   time.Time       `json:"started"`
+	Interface string          `json:"interface"`
+	Builds    uint64          `json:"table_builds"`
+	LastBuild time.Duration   `json:"last_build_ns"`
+	Services  []ServiceStatus `json:"services"`
+}
+
+// ServiceStatus is one service in a Status.
+type ServiceStatus struct {
+	Name      string          `json:"name"`
+	Key       string          `json:"key"`
+	TableSize int             `json:"table_size"`
+	Check     string          `json:"check"`
+	Backends  []BackendStatus `json:"backends"`
+}
+
+// BackendStatus is one backend in a Status.
+type BackendStatus struct {
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
+	Weight  uint32 `json:"weight"` // configured
+	// State is up, down, draining, unresolved or out (left out for
+	// another reason, e.g. a passed drain timeout).
+	State        string        `json:"state"`
+	Reason       string        `json:"reason"`
+	Since        time.Time     `json:"since"`
+	Slots        int           `json:"slots"` // Maglev slots held
+	Share        float64       `json:"share"` // of the table's slots
+	Slot         uint16        `json:"counter_slot"`
+	CheckLatency time.Duration `json:"check_latency_ns"`
+	LastError    string        `json:"last_check_error,omitempty"`
+}
+
+// Status returns a snapshot of the running state.
+func (e *Engine) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := e.do(ctx, func() { s = e.status() })
+	return s, err
+}
+
+func (e *Engine) status() Status {
+	st := Status{Started: e.started, Interface: e.cfg.Interface, Builds: e.builds, LastBuild: e.lastCost}
+	t := e.table.Load()
+	for _, s := range e.cfg.Services {
+		ss := ServiceStatus{Name: s.Name, Key: formatKey(&s), TableSize: int(s.TableSize), Check: s.Health.Kind}
+		slots := map[netip.Addr]int{}
+		if t != nil {
+			for _, svc := range t.Services() {
+				if svc.Name() != s.Name {
+					continue
+				}
+				counts := svc.Maglev().Counts()
+				for i, b := range svc.Backends() {
+					slots[b.Addr] = counts[i]
+				}
+			}
+		}
+		for i := range s.Backends {
+			b := &s.Backends[i]
+			bst := e.backends[backendKey{s.Name, b.Address}]
+			bs := BackendStatus{Address: b.Address.String(), Weight: b.Weight, Reason: bst.reason, Since: bst.since,
+				Slots: slots[b.Address], Slot: bst.slot}
+			if m, ok := e.mac(b); ok {
+				bs.MAC = net.HardwareAddr(m[:]).String()
+			}
+			if s.TableSize > 0 {
+				bs.Share = float64(bs.Slots) / float64(s.TableSize)
+			}
+			switch {
+			case bs.MAC == "":
+				bs.State, bs.Reason = "unresolved", "MAC address not resolved"
+			case !bst.healthy:
+				bs.State = "down"
+			case bst.excluded != "":
+				bs.State, bs.Reason = "out", bst.excluded
+			case bst.drained || b.Weight == 0:
+				bs.State = "draining"
+				if bst.drained {
+					bs.Reason = "drained by an admin action"
+				} else {
+					bs.Reason = "weight 0 in the configuration"
+				}
+			default:
+				bs.State = "up"
+			}
+			if c := bst.check; c != nil {
+				bs.CheckLatency = c.checker.LastLatency()
+				bs.LastError = c.checker.LastError()
+			}
+			ss.Backends = append(ss.Backends, bs)
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st
+}
+
+func formatKey(s *config.Service) string {
+	port := "*"
+	if s.Port != 0 {
+		port = fmt.Sprint(s.Port)
+	}
+	return net.JoinHostPort(s.VIP.String(), port) + "/" + s.Protocol.String()
+}
