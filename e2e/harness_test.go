@@ -66,9 +66,13 @@ type dsrLab struct {
 	servers []*labnet.Host
 	dir     string
 
-	lbCmd  *exec.Cmd
-	lbOut  *syncBuffer
-	lbDone chan error
+	lbCmd   *exec.Cmd
+	lbOut   *syncBuffer
+	lbDone  chan error
+	cfgPath string
+
+	mu       sync.Mutex
+	httpStop map[string]func() // each server's HTTP server on :80
 }
 
 // newDSRLab builds the topology with n servers, each prepared with
@@ -127,12 +131,8 @@ func (l *dsrLab) prepareServer(h *labnet.Host) {
 	if out, err := l.dsrlb(h, "server", "up", "--vip", vip4.String(), "--vip", vip6.String(), "--interface", "eth0"); err != nil {
 		t.Fatalf("%s: server up: %v\n%s", h.Name, err, out)
 	}
-	ln, err := h.Listen("tcp", ":80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := labnet.NameServer(ln, h.Name)
-	t.Cleanup(stop)
+	l.startHTTP(h)
+	t.Cleanup(func() { l.stopHTTP(h) })
 	lines, err := h.Listen("tcp", ":7000")
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +161,31 @@ func (l *dsrLab) prepareServer(h *labnet.Host) {
 			}
 		}()
 		t.Cleanup(func() { pc.Close() })
+	}
+}
+
+// startHTTP starts h's HTTP server on :80 (answering its name).
+func (l *dsrLab) startHTTP(h *labnet.Host) {
+	ln, err := h.Listen("tcp", ":80")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.httpStop == nil {
+		l.httpStop = map[string]func(){}
+	}
+	l.httpStop[h.Name] = labnet.NameServer(ln, h.Name)
+}
+
+// stopHTTP stops h's HTTP server: the server is dead to clients and checks.
+func (l *dsrLab) stopHTTP(h *labnet.Host) {
+	l.mu.Lock()
+	stop := l.httpStop[h.Name]
+	delete(l.httpStop, h.Name)
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 }
 
@@ -236,6 +261,7 @@ func (l *dsrLab) startBalancer(cfg string) {
 	t := l.t
 	t.Helper()
 	path := filepath.Join(l.dir, fmt.Sprintf("dsrlb-%d.yaml", time.Now().UnixNano()))
+	l.cfgPath = path
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +294,16 @@ func (l *dsrLab) startBalancer(cfg string) {
 	}
 }
 
+// reload writes cfg over the running config file and sends SIGHUP.
+func (l *dsrLab) reload(cfg string) {
+	if err := os.WriteFile(l.cfgPath, []byte(cfg), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := l.lbCmd.Process.Signal(syscall.SIGHUP); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
 // stopBalancer sends SIGTERM, waits, and returns its output.
 func (l *dsrLab) stopBalancer() string {
 	l.lbCmd.Process.Signal(syscall.SIGTERM)
@@ -277,8 +313,13 @@ func (l *dsrLab) stopBalancer() string {
 			l.t.Errorf("balancer exited with %v\n%s", err, l.lbOut.String())
 		}
 	case <-time.After(10 * time.Second):
-		l.lbCmd.Process.Kill()
-		<-l.lbDone
+		l.lbCmd.Process.Signal(syscall.SIGQUIT) // a goroutine dump for the failure message
+		select {
+		case <-l.lbDone:
+		case <-time.After(2 * time.Second):
+			l.lbCmd.Process.Kill()
+			<-l.lbDone
+		}
 		l.t.Errorf("balancer did not stop within 10 s of SIGTERM\n%s", l.lbOut.String())
 	}
 	l.lbCmd = nil

@@ -168,10 +168,14 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 		case <-arpc:
 			return arpAnswered
 		case <-done:
-			// Answers that came in with the deadline still count.
+			// Answers that came in with the deadline still count, an ARP
+			// answer first.
 			select {
 			case <-arpc:
 				return arpAnswered
+			default:
+			}
+			select {
 			case a := <-tcpc:
 				return answer(a)
 			default:

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -46,6 +47,7 @@ type packetLink struct {
 
 	arp, ip4, ip6 *packet.Conn
 	wg            sync.WaitGroup
+	closing       atomic.Bool // set before the sockets are closed: read errors then end the readers
 
 	mu      sync.Mutex // guards the cache below and nl
 	addrs   []ifaceAddr
@@ -119,7 +121,7 @@ func (l *packetLink) read(c *packet.Conn, deliver func([]byte)) {
 	buf := make([]byte, 2*snapLen)
 	for {
 		n, _, err := c.ReadFrom(buf)
-		if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		if l.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 			return
 		}
 		if err != nil {
@@ -170,6 +172,7 @@ func (l *packetLink) source(vip netip.Addr) (netip.Addr, error) {
 }
 
 func (l *packetLink) close() error {
+	l.closing.Store(true)
 	var errs []error
 	for _, c := range []*packet.Conn{l.arp, l.ip4, l.ip6} {
 		if c != nil {
