@@ -66,6 +66,8 @@ type Engine struct {
 	lastCost time.Duration
 }
 
+const reasonUnchecked = "not checked yet"
+
 // backendKey names a backend of a service.
 type backendKey struct {
 	service string
@@ -235,7 +237,7 @@ func (e *Engine) syncBackends() {
 			seen[k] = true
 			st, ok := e.backends[k]
 			if !ok {
-				st = &backendState{slot: e.allocSlot(), healthy: true, reason: "not checked yet", since: time.Now()}
+				st = &backendState{slot: e.allocSlot(), healthy: true, reason: reasonUnchecked, since: time.Now()}
 				e.backends[k] = st
 			}
 			if b.Weight == 0 && st.drainAt.IsZero() {

@@ -40,6 +40,9 @@ func (e *Engine) syncChecks() {
 				st.check = nil
 			}
 			if spec.Kind == healthcheck.KindNone || spec.Kind == "" {
+				if st.reason == reasonUnchecked {
+					st.reason = "no health check"
+				}
 				if !st.healthy {
 					st.healthy, st.reason, st.since = true, "health check removed", time.Now()
 				}

@@ -32,6 +32,9 @@ type ServeOptions struct {
 // everything and returns the final counters.
 func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	cfg, log := o.Config, o.Log
+	if err := checkCapabilities(); err != nil {
+		return dataplane.Stats{}, err
+	}
 	var vips []netip.Addr
 	for _, s := range cfg.Services {
 		vips = append(vips, s.VIP)
