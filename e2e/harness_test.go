@@ -248,6 +248,7 @@ func (l *dsrLab) config(servers []*labnet.Host, extra string) string {
 	svc("web4", vip4, 80, "tcp")
 	svc("web6", vip6, 80, "tcp")
 	svc("lines4", vip4, 7000, "tcp")
+	svc("lines6", vip6, 7000, "tcp")
 	svc("sink4", vip4, 7001, "tcp")
 	svc("sink6", vip6, 7001, "tcp")
 	svc("udp4", vip4, 5353, "udp")
