@@ -795,7 +795,7 @@ func (c *Config) validate(r *report) {
 		if len(s.Backends) == 0 {
 			r.add(svcField(i, "backends"), "at least one backend is required")
 		}
-		validateHealth(r, func(name string) field { return svcField(i, name) }, &s.Health)
+		validateHealth(r, func(name string) field { return svcField(i, name) }, &s.Health, s.Port)
 		switch ts := s.TableSize; {
 		case ts < 2 || ts > maxTableSize:
 			r.add(svcField(i, "table_size"), rangeMsg(2, maxTableSize, int64(ts)))
@@ -852,7 +852,7 @@ func (c *Config) validate(r *report) {
 				r.add(beField(i, j, "weight"), rangeMsg(0, maxWeight, int64(b.Weight)))
 			}
 			if !b.Health.equal(&s.Health) {
-				validateHealth(r, func(name string) field { return beField(i, j, name) }, &b.Health)
+				validateHealth(r, func(name string) field { return beField(i, j, name) }, &b.Health, s.Port)
 			}
 		}
 	}

@@ -55,6 +55,13 @@
 //   - Backend.MAC is nil (resolve at run time) or a 6-byte unicast,
 //     non-zero Ethernet address. Weight is in 0..65535; 0 means draining.
 //
+//   - Health.Kind is none, tcp, http, https or dns; for any other kind than
+//     none: Interval >= 100ms, 0 < Timeout <= Interval, Rise and Fall in
+//     1..100, a port (its own, or the service's), and for http(s) a Path
+//     starting with "/", a known Method and at least one Expect code. A
+//     backend's Health is its service's with the backend's overrides.
+//   - Admin is "" (off) or host:port; DrainTimeout >= 0 (0: no timeout).
+//
 // A Config is a plain value. Once handed to the rest of the program it is
 // treated as immutable: nothing in this package keeps or changes it.
 package config

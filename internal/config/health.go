@@ -117,13 +117,17 @@ func (d *decoder) boolean(f field, n *yaml.Node) (bool, bool) {
 	return v, true
 }
 
-// validateHealth checks a decoded health block at field prefix at.
-func validateHealth(r *report, at func(name string) field, h *Health) {
+// validateHealth checks a decoded health block at field prefix at, of a
+// service on servicePort.
+func validateHealth(r *report, at func(name string) field, h *Health, servicePort uint16) {
 	if !slices.Contains(healthKinds, h.Kind) {
 		r.add(at("health.kind"), fmt.Sprintf("%q is not a health check kind: use %s", h.Kind, strings.Join(healthKinds, ", ")))
 	}
 	if h.Kind == "none" {
 		return
+	}
+	if h.Port == 0 && servicePort == 0 {
+		r.add(at("health.port"), "required: the service has no port of its own (port 0 = every port)")
 	}
 	if h.Interval < minHealthInterval {
 		r.add(at("health.interval"), "must be at least "+minHealthInterval.String()+", got "+h.Interval.String())

@@ -80,3 +80,10 @@ func TestHealthConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthPortNeededForPortZeroService(t *testing.T) {
+	_, err := Parse([]byte("interface: eth0\nservices:\n  - name: all\n    vip: 10.0.0.100\n    health:\n      kind: tcp\n    backends:\n      - address: 10.0.0.11\n"))
+	if err == nil || !strings.Contains(err.Error(), "services[0].health.port: required: the service has no port of its own (port 0 = every port)") {
+		t.Fatalf("got %v", err)
+	}
+}
