@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // ServiceKey identifies a service. Port 0 means every port of that VIP and protocol.
@@ -59,6 +60,10 @@ type Table struct {
 	seed     uint64
 	services map[ServiceKey]*Service
 	byName   []*Service // sorted by name
+	gen      uint64     // unique per table built in this process
+	// small is every service when there are at most smallTable of them:
+	// a linear scan of a few keys beats hashing netip.Addr in a map.
+	small []*Service
 	vips     []netip.Addr
 	vipSet   map[netip.Addr]struct{}
 }
@@ -100,6 +105,10 @@ func NewTable(seed uint64, specs []ServiceSpec) (*Table, error) {
 		}
 	}
 	slices.SortFunc(t.byName, func(a, b *Service) int { return strings.Compare(a.name, b.name) })
+	if len(t.byName) <= smallTable {
+		t.small = t.byName
+	}
+	t.gen = tableGen.Add(1)
 	slices.SortFunc(t.vips, netip.Addr.Compare)
 	return t, nil
 }
@@ -174,11 +183,35 @@ func (t *Table) Lookup(vip netip.Addr, proto Protocol, port uint16) *Service {
 	if t == nil {
 		return nil
 	}
+	if t.small != nil {
+		var any *Service
+		for _, s := range t.small {
+			if s.key.VIP == vip && s.key.Proto == proto {
+				if s.key.Port == port {
+					return s
+				}
+				if s.key.Port == 0 {
+					any = s
+				}
+			}
+		}
+		return any
+	}
 	if s, ok := t.services[ServiceKey{vip, proto, port}]; ok || port == 0 {
 		return s
 	}
 	return t.services[ServiceKey{vip, proto, 0}]
 }
+
+// smallTable is the most services Lookup scans instead of hashing.
+const smallTable = 16
+
+var tableGen atomic.Uint64
+
+// Gen returns a number unique to this table among the tables this process
+// built: a worker that remembers a backend's index can tell whether the
+// index still refers to the same table.
+func (t *Table) Gen() uint64 { return t.gen }
 
 // HasVIP reports whether any service uses vip. t may be nil. It never allocates.
 func (t *Table) HasVIP(vip netip.Addr) bool {

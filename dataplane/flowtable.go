@@ -23,6 +23,11 @@ type flowEntry struct {
 	key     flowKey
 	backend [16]byte // the backend's address, As16 form
 	seen    int64    // coarse monotonic time of the last packet, ns; 0 = empty
+	// gen and idx cache where the backend was in the table the worker last
+	// used for this flow: while the table is the same (its Gen's low 32
+	// bits), idx is the backend's index and no lookup by address is needed.
+	gen uint32
+	idx uint16
 }
 
 // flowWays is the set size: a flow lives in one set of flowWays entries, and
@@ -66,25 +71,30 @@ func (t *FlowTable) set(hash uint64) []flowEntry {
 	return t.entries[i : i+flowWays : i+flowWays]
 }
 
-// Lookup returns the backend a live flow was sent to, refreshing its time.
-func (t *FlowTable) Lookup(hash uint64, k *flowKey, now int64) (netip.Addr, bool) {
+// Lookup returns the entry of a live flow, its time refreshed, or nil. The
+// entry stays valid until the next Insert.
+func (t *FlowTable) Lookup(hash uint64, k *flowKey, now int64) *flowEntry {
 	set := t.set(hash)
 	for i := range set {
 		e := &set[i]
 		if e.hash == hash && e.seen != 0 && e.key == *k {
 			if now-e.seen > t.idle {
-				return netip.Addr{}, false
+				return nil
 			}
 			e.seen = now
-			return netip.AddrFrom16(e.backend).Unmap(), true
+			return e
 		}
 	}
-	return netip.Addr{}, false
+	return nil
 }
 
-// Insert records that the flow goes to backend, replacing the flow's old
-// entry, an empty or expired one, or else the least recently seen one.
-func (t *FlowTable) Insert(hash uint64, k *flowKey, backend netip.Addr, now int64) {
+// Backend returns the address of the entry's backend.
+func (e *flowEntry) Backend() netip.Addr { return netip.AddrFrom16(e.backend).Unmap() }
+
+// Insert records that the flow goes to backend (index idx of the table with
+// generation gen), replacing the flow's old entry, an empty or expired one,
+// or else the least recently seen one.
+func (t *FlowTable) Insert(hash uint64, k *flowKey, backend netip.Addr, gen uint32, idx uint16, now int64) {
 	set := t.set(hash)
 	victim := -1
 	for i := range set {
@@ -107,5 +117,5 @@ func (t *FlowTable) Insert(hash uint64, k *flowKey, backend netip.Addr, now int6
 	default:
 		t.Evictions++
 	}
-	*e = flowEntry{hash: hash, key: *k, backend: backend.As16(), seen: now}
+	*e = flowEntry{hash: hash, key: *k, backend: backend.As16(), seen: now, gen: gen, idx: idx}
 }

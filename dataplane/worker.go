@@ -135,7 +135,7 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 		if svc == nil {
 			return w.noService(t, p)
 		}
-		if b = w.flowBackend(svc, &flow, t.Seed(), now, true); b == nil {
+		if b = w.flowBackend(svc, &flow, t, now, true); b == nil {
 			return DropNoBackend
 		}
 	case protoICMP, protoICMPv6:
@@ -162,11 +162,17 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 // flowBackend returns the backend of flow: the one the flow table remembers
 // if it is still in svc, else Maglev's choice (remembered when insert is
 // set). nil when svc has no backend for new flows.
-func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, seed uint64, now int64, insert bool) *balancer.Backend {
-	hash := flow.Hash(seed)
+func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, t *balancer.Table, now int64, insert bool) *balancer.Backend {
+	hash := flow.Hash(t.Seed())
+	gen := uint32(t.Gen())
 	key := flowKey{src: flow.Src.As16(), dst: flow.Dst.As16(), srcPort: flow.SrcPort, dstPort: flow.DstPort, proto: uint8(flow.Proto)}
-	if addr, ok := w.flows.Lookup(hash, &key, now); ok {
-		if i, ok := svc.Index(addr); ok {
+	if e := w.flows.Lookup(hash, &key, now); e != nil {
+		if e.gen == gen {
+			return svc.Backend(int(e.idx))
+		}
+		// The table changed since: find the backend by address.
+		if i, ok := svc.Index(e.Backend()); ok {
+			e.gen, e.idx = gen, uint16(i)
 			return svc.Backend(i)
 		}
 	}
@@ -177,7 +183,7 @@ func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, seed ui
 	}
 	b := svc.Backend(i)
 	if insert {
-		w.flows.Insert(hash, &key, b.Addr, now)
+		w.flows.Insert(hash, &key, b.Addr, gen, uint16(i), now)
 		w.c.flowsNew++
 		w.c.backendFlows[b.Slot]++
 	}
@@ -204,7 +210,7 @@ func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.
 			return nil
 		}
 		flow := balancer.Flow{Src: in.Dst, Dst: in.Src, SrcPort: in.DstPort, DstPort: in.SrcPort, Proto: proto}
-		return w.flowBackend(svc, &flow, t.Seed(), now, false)
+		return w.flowBackend(svc, &flow, t, now, false)
 	}
 	if (p.Proto == protoICMP && p.ICMPType == 8) || (p.Proto == protoICMPv6 && p.ICMPType == 128) {
 		svc := t.EchoService(p.Dst)

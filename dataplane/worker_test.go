@@ -206,7 +206,7 @@ func TestFlowTableBounded(t *testing.T) {
 	be := netip.MustParseAddr("198.18.0.11")
 	for i := 0; i < 100000; i++ {
 		k := flowKey{srcPort: uint16(i), dstPort: uint16(i >> 16), proto: 6}
-		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &k, be, 1)
+		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &k, be, 0, 0, 1)
 	}
 	if ft.Live != uint64(ft.Cap()) {
 		t.Errorf("live %d, want every one of %d entries used", ft.Live, ft.Cap())
@@ -218,10 +218,10 @@ func TestFlowTableBounded(t *testing.T) {
 	last := 99999
 	k := flowKey{srcPort: uint16(last), dstPort: uint16(last >> 16), proto: 6}
 	h := uint64(last) * 0x9e3779b97f4a7c15
-	if _, ok := ft.Lookup(h, &k, 50); !ok {
+	if e := ft.Lookup(h, &k, 50); e == nil || e.Backend() != be {
 		t.Error("newest flow missing")
 	}
-	if _, ok := ft.Lookup(h, &k, 50+101); ok {
+	if e := ft.Lookup(h, &k, 50+101); e != nil {
 		t.Error("flow idle longer than the timeout still found")
 	}
 }
@@ -278,12 +278,12 @@ func BenchmarkFlowTableLookup(b *testing.B) {
 	keys := make([]flowKey, 1<<15)
 	for i := range keys {
 		keys[i] = flowKey{srcPort: uint16(i), proto: 6}
-		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &keys[i], be, 1)
+		ft.Insert(uint64(i)*0x9e3779b97f4a7c15, &keys[i], be, 0, 0, 1)
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		j := i & (len(keys) - 1)
-		if _, ok := ft.Lookup(uint64(j)*0x9e3779b97f4a7c15, &keys[j], 1); !ok {
+		if e := ft.Lookup(uint64(j)*0x9e3779b97f4a7c15, &keys[j], 1); e == nil {
 			b.Fatal("miss")
 		}
 	}
