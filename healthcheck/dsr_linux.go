@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +46,7 @@ type packetLink struct {
 
 	arp, ip4, ip6 *packet.Conn
 	wg            sync.WaitGroup
-	closing       atomic.Bool // set before the sockets are closed: read errors then end the readers
+	closing       atomic.Bool // set before the sockets are closed
 
 	mu      sync.Mutex // guards the cache below and nl
 	addrs   []ifaceAddr
@@ -115,16 +114,18 @@ func (l *packetLink) send(frame []byte) error {
 	return err
 }
 
-// read hands every frame c receives to deliver until c is closed.
+// read hands every frame c receives to deliver until the link is closed.
+// A closed packet.Conn reports "use of closed file" and then EBADF, neither
+// of them net.ErrClosed: the closing flag is what ends the loop.
 func (l *packetLink) read(c *packet.Conn, deliver func([]byte)) {
 	defer l.wg.Done()
 	buf := make([]byte, 2*snapLen)
 	for {
 		n, _, err := c.ReadFrom(buf)
-		if l.closing.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		switch {
+		case l.closing.Load():
 			return
-		}
-		if err != nil {
+		case err != nil:
 			continue // a one-off socket error (ENETDOWN and the like): reading goes on
 		}
 		deliver(buf[:n])

@@ -243,4 +243,22 @@ func TestDSRProbeLab(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("close", func(t *testing.T) {
+		// Close waits for the readers; it must not hang (failing here
+		// rather than timing out keeps the lab's cleanup running).
+		done := make(chan error, 1)
+		go func() { done <- l.prober.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(watchdog):
+			t.Fatal("Close did not return: a reader is still running")
+		}
+		if err := l.probe(1, vip4, 80); err == nil || !strings.Contains(err.Error(), "closed") {
+			t.Fatalf("probe after Close: %v", err)
+		}
+	})
 }

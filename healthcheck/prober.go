@@ -103,7 +103,8 @@ func (p *tcpProber) Probe(ctx context.Context, t Target) error {
 }
 
 // vipProber runs a kind's probe to the real address and the DSR-path probe
-// at once; both must pass.
+// at once; both must pass. The kind's probe runs on the calling goroutine,
+// so its socket is made in the caller's network namespace.
 type vipProber struct {
 	spec Spec
 	base Prober
