@@ -21,6 +21,11 @@ func FuzzHandle(f *testing.F) {
 	for _, c := range regressionFrames {
 		f.Add(c.frame)
 	}
+	// ICMP errors quoting a server's reply: the inner-header parser.
+	reply := buildFrame(f, vip4, client4, layers.IPProtocolTCP, 80, 40000, nil)
+	f.Add(icmpError(f, netip.MustParseAddr("198.18.0.254"), vip4, reply[ethHeaderLen:]))
+	reply6 := buildFrame(f, vip6, client6, layers.IPProtocolUDP, 53, 40000, nil)
+	f.Add(icmpError(f, netip.MustParseAddr("2001:db8:18::fe"), vip6, reply6[ethHeaderLen:]))
 	tab := testTable(f)
 	w := NewWorker(lbMAC, 1024, 1e12)
 	f.Fuzz(func(t *testing.T, frame []byte) {

@@ -23,6 +23,7 @@ if [ "$fuzztime" != 0 ]; then
   done <<'LIST'
 ./dataplane FuzzHandle
 ./dataplane FuzzNeighbor
+./healthcheck FuzzParseFrame
 ./balancer FuzzNewMaglev
 ./internal/config FuzzParse
 LIST
