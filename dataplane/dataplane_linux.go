@@ -21,6 +21,7 @@ type sysDataplane struct {
 	rings     []*ring
 	responder *responder
 	vips      []netip.Addr // the VIPs the filters and responder currently hold
+	drop      *kernelDrop  // nil: nft not available
 	mu        sync.Mutex   // serialises SetTable
 	stop      chan struct{}
 }
@@ -48,10 +49,17 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	if err := CheckVIPsNotLocal(vips); err != nil {
 		return nil, err
 	}
-	if err := checkForwarding(cfg.Interface, vips); err != nil {
-		return nil, err
-	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
+	if d.sys.drop = newKernelDrop(cfg.Interface); d.sys.drop != nil {
+		if err := d.sys.drop.install(vips); err != nil {
+			return nil, err
+		}
+		cfg.Log.Info("the kernel drops VIP frames at netdev ingress, after dsrlb's taps", "table", "netdev "+d.sys.drop.table)
+	} else if err := checkForwarding(cfg.Interface, vips); err != nil {
+		return nil, err
+	} else {
+		cfg.Log.Info("nft not found: relying on IP forwarding being off for the kernel to ignore VIP traffic")
+	}
 	d.table.Store(t)
 	d.sys.stop = make(chan struct{})
 	fanoutID := uint16(os.Getpid()) ^ uint16(ifi.Index)<<8
@@ -60,6 +68,7 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 		r, err := openRing(ifi.Index, cfg.Ring, fanoutID, filter)
 		if err != nil {
 			d.closeRings()
+			d.removeDrop()
 			if errors.Is(err, unix.EPERM) {
 				err = fmt.Errorf("%w (dsrlb needs CAP_NET_RAW and CAP_NET_ADMIN)", err)
 			}
@@ -71,6 +80,7 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	d.sys.responder, err = openResponder(ifi, d.mac, cfg.Log)
 	if err != nil {
 		d.closeRings()
+		d.removeDrop()
 		return nil, err
 	}
 	d.sys.vips = vips
@@ -116,6 +126,16 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 		if err := CheckVIPsNotLocal(vips); err != nil {
 			return err
 		}
+		if d.sys.drop != nil {
+			if err := d.sys.drop.install(append(slices.Clone(d.sys.vips), vips...)); err != nil {
+				return err
+			}
+			defer func() {
+				if err := d.sys.drop.install(d.sys.vips); err != nil {
+					d.cfg.Log.Error("narrow the netdev ingress drop", "err", err)
+				}
+			}()
+		}
 		filter := vipFilter(vips)
 		// Widen first, publish, then narrow: filters never hide a VIP that
 		// the table serves.
@@ -158,8 +178,15 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	errs = append(errs, d.closeRings())
+	errs = append(errs, d.closeRings(), d.removeDrop())
 	return errors.Join(errs...)
+}
+
+func (d *Dataplane) removeDrop() error {
+	if d.sys.drop == nil {
+		return nil
+	}
+	return d.sys.drop.remove()
 }
 
 func (d *Dataplane) closeRings() error {

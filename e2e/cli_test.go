@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 	"testing"
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
@@ -81,9 +83,36 @@ func TestRunRefusesUnsafeHost(t *testing.T) {
 	if o, err := lb.NS.Command("sysctl", "-qw", "net.ipv4.conf.all.forwarding=1").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, o)
 	}
-	out, code = runIn(lb, "run", "--interface", "eth0", "--vip", "198.18.0.100:80/tcp", "--backend", "198.18.0.11")
-	if code != 1 || !strings.Contains(out, "net.ipv4.conf.all.forwarding is on") {
-		t.Errorf("forwarding on: exit %d\n%s", code, out)
+	// Without nft, a kernel that forwards would route VIP traffic too.
+	cmd := lb.NS.Command(dsrlbBin, "run", "--interface", "eth0", "--vip", "198.18.0.100:80/tcp", "--backend", "198.18.0.11")
+	cmd.Env = []string{"PATH=/nonexistent"}
+	o, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(o), "net.ipv4.conf.all.forwarding is on") {
+		t.Errorf("forwarding on, no nft: %v\n%s", err, o)
+	}
+	// With nft, dsrlb drops VIP frames at netdev ingress (after its taps),
+	// so the kernel never sees them: forwarding may stay on. The table goes
+	// when dsrlb stops.
+	run := lb.NS.Command(dsrlbBin, "run", "--interface", "eth0", "--vip", "198.18.0.100:80/tcp", "--backend", "198.18.0.11,mac=02:00:00:00:00:99", "--admin", "")
+	var buf syncBuffer
+	run.Stdout, run.Stderr = &buf, &buf
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "dsrlb running") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	table, err := lb.NS.Command("nft", "list", "table", "netdev", "dsrlb_eth0").CombinedOutput()
+	if err != nil || !strings.Contains(string(table), "ip daddr 198.18.0.100 counter") {
+		t.Errorf("netdev ingress drop while running: %v\n%s\n%s", err, table, buf.String())
+	}
+	run.Process.Signal(syscall.SIGTERM)
+	if err := run.Wait(); err != nil {
+		t.Errorf("dsrlb exited with %v\n%s", err, buf.String())
+	}
+	if out, err := lb.NS.Command("nft", "list", "table", "netdev", "dsrlb_eth0").CombinedOutput(); err == nil {
+		t.Errorf("netdev table left behind after shutdown:\n%s", out)
 	}
 	out, code = runIn(lb, "run", "--interface", "nosuch0", "--vip", "198.18.0.100:80/tcp", "--backend", "198.18.0.11")
 	if code != 1 || !strings.Contains(out, "nosuch0") {
