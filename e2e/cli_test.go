@@ -5,8 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
 	"github.com/dsrlb/dsrlb/internal/netns"

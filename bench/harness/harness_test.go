@@ -1,0 +1,171 @@
+package harness
+
+import (
+	"bytes"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/bench/testbed"
+)
+
+var testBackends = []Backend{
+	{Addr: netip.MustParseAddr("198.18.0.11"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}},
+	{Addr: netip.MustParseAddr("198.18.0.12"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 4}},
+}
+
+func TestNftRuleset(t *testing.T) {
+	got := NftRuleset("eth0", netip.MustParseAddrPort("198.18.0.100:9"), net.HardwareAddr{2, 0, 0, 0, 0, 2}, testBackends)
+	want := `table netdev dsrlb_bench {
+	chain ingress {
+		type filter hook ingress device "eth0" priority 0; policy accept;
+		ip daddr 198.18.0.100 udp dport 9 ether saddr set 02:00:00:00:00:02 ether daddr set jhash ip saddr . udp sport mod 2 map { 0 : 02:00:00:00:00:03, 1 : 02:00:00:00:00:04 } fwd to "eth0"
+		ip daddr 198.18.0.100 tcp dport 9 ether saddr set 02:00:00:00:00:02 ether daddr set jhash ip saddr . tcp sport mod 2 map { 0 : 02:00:00:00:00:03, 1 : 02:00:00:00:00:04 } fwd to "eth0"
+	}
+}
+`
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestDsrlbArgs(t *testing.T) {
+	got := DsrlbArgs("eth0", netip.MustParseAddrPort("198.18.0.100:9"), 2, testBackends)
+	want := []string{"run", "--interface", "eth0", "--vip", "198.18.0.100:9/udp", "--vip", "198.18.0.100:9/tcp",
+		"--backend", "198.18.0.11,mac=02:00:00:00:00:03", "--backend", "198.18.0.12,mac=02:00:00:00:00:04", "--workers", "2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+func TestChooseGenerator(t *testing.T) {
+	for _, tc := range []struct {
+		want      string
+		traffic   gen.Traffic
+		pktgen    bool
+		trafgen   string
+		name      string
+		notes     int
+		wantError bool
+	}{
+		{"auto", gen.UDP, true, "/usr/sbin/trafgen", "pktgen", 0, false},
+		{"auto", gen.UDP, false, "/usr/sbin/trafgen", "trafgen", 1, false},
+		{"auto", gen.SYN, true, "/usr/sbin/trafgen", "trafgen", 1, false},
+		{"auto", gen.UDP, false, "", "txring", 2, false},
+		{"pktgen", gen.UDP, false, "/usr/sbin/trafgen", "", 0, true},
+		{"pktgen", gen.SYN, true, "", "", 0, true},
+		{"trafgen", gen.UDP, true, "", "", 0, true},
+		{"txring", gen.SYN, true, "/usr/sbin/trafgen", "txring", 0, false},
+		{"pktgenx", gen.UDP, true, "", "", 0, true},
+	} {
+		g, notes, err := ChooseGenerator(tc.want, tc.traffic, tc.pktgen, tc.trafgen)
+		if tc.wantError {
+			if err == nil {
+				t.Errorf("%+v: no error", tc)
+			}
+			continue
+		}
+		if err != nil || g.Name() != tc.name || len(notes) != tc.notes {
+			t.Errorf("%+v: got %v, %q, %v", tc, g, notes, err)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	if m := Median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("odd median %v", m)
+	}
+	v := []float64{4, 1, 3, 2}
+	if m := Median(v); m != 2.5 || v[0] != 4 {
+		t.Errorf("even median %v, input %v", m, v)
+	}
+	if s := NewStat([]float64{5, 1, 9}); s != (Stat{Median: 5, Min: 1, Max: 9, N: 3}) {
+		t.Errorf("NewStat = %+v", s)
+	}
+	if (NewStat(nil) != Stat{}) || Median(nil) != 0 {
+		t.Error("empty stats are not zero")
+	}
+	r := NewRatio("a", "b", []float64{100, 200, 300}, []float64{200, 0, 100})
+	if r.OfMedians != 2 || r.Paired.N != 2 || r.Paired.Min != 0.5 || r.Paired.Max != 3 {
+		t.Errorf("NewRatio = %+v", r)
+	}
+	if got := perPacketNs(150, 100, 500_000); got != 3000 {
+		t.Errorf("perPacketNs = %v, want 3000 (1.5 CPU-s over 500k frames)", got)
+	}
+	if perPacketNs(1, 100, 0) != 0 || lossFraction(0, 5) != 0 {
+		t.Error("zero frames")
+	}
+	if got := lossFraction(1000, 900); math.Abs(got-0.1) > 1e-12 {
+		t.Errorf("lossFraction = %v", got)
+	}
+}
+
+func TestThousands(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567", -12345: "-12,345", math.NaN(): "-"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// measurement builds a window: rates in frames over one second, busy ticks
+// out of 200 (2 CPUs at USER_HZ 100).
+func measurement(phase, mode string, rep int, offered, lbOut, delivered, busy uint64) Measurement {
+	var m Measurement
+	m.Phase, m.Mode, m.Rep = phase, mode, rep
+	m.setWindow(testbed.Window{Seconds: 1, Offered: offered, LBIn: offered, LBOut: lbOut, Delivered: delivered,
+		CPU: testbed.CPUTimes{System: busy, Idle: 200 - busy}})
+	return m
+}
+
+func TestSummaries(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
+	for rep := 1; rep <= 2; rep++ {
+		r.Measurements = append(r.Measurements,
+			measurement(PhaseThroughput, "dsrlb-w2", rep, 300_000, 200_000, 200_000, 200),
+			measurement(PhaseThroughput, "nft", rep, 250_000, 250_000, 250_000, 200),
+			measurement(PhaseThroughput, "direct", rep, 500_000, 0, 500_000, 200),
+		)
+	}
+	r.Measurements = append(r.Measurements, Measurement{Phase: PhaseThroughput, Mode: "nft", Rep: 3, Error: "boom"})
+	r.summarizeThroughput()
+	if len(r.Throughput) != 3 {
+		t.Fatalf("summaries: %+v", r.Throughput)
+	}
+	d, n, x := r.Throughput[0], r.Throughput[1], r.Throughput[2]
+	if d.Mode != "dsrlb-w2" || d.Delivered.Median != 200_000 || d.LowerBound || math.Abs(d.Loss.Median-1.0/3) > 1e-9 {
+		t.Errorf("dsrlb summary %+v", d)
+	}
+	if !n.LowerBound || n.Failed != 1 || n.Delivered.N != 2 {
+		t.Errorf("nft summary %+v", n)
+	}
+	// 2 CPU-seconds over 200k frames = 10 µs; over 500k = 4 µs.
+	if d.ExtraCPUNs == nil || math.Abs(*d.ExtraCPUNs-6000) > 1e-6 || x.ExtraCPUNs != nil {
+		t.Errorf("extra CPU: dsrlb %v, direct %v", d.ExtraCPUNs, x.ExtraCPUNs)
+	}
+	if len(r.Ratios) != 2 || r.Ratios[0].Den != "nft" || r.Ratios[0].OfMedians != 0.8 || r.Ratios[1].OfMedians != 0.4 || r.Ratios[0].Paired.N != 2 {
+		t.Errorf("ratios %+v", r.Ratios)
+	}
+
+	r.pooled["direct"] = []int64{1000, 2000, 3000}
+	r.pooled["nft"] = []int64{5000, 6000, 7000}
+	r.Measurements = append(r.Measurements,
+		measurement(PhaseLatency, "nft", 1, 1000, 1000, 1000, 20),
+		measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10))
+	r.summarizeLatency()
+	if len(r.Latency) != 2 || r.Latency[0].AddedP50 == nil || *r.Latency[0].AddedP50 != 4000 || r.Latency[1].AddedP50 != nil {
+		t.Errorf("latency %+v", r.Latency)
+	}
+
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{"dsrlb-w2  / nft      0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,523 @@
+package harness
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/bench/latency"
+	"github.com/dsrlb/dsrlb/bench/testbed"
+)
+
+// Report is everything a run measured: the raw windows and the summaries.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Command is the command line, as main sets it.
+	Command   []string     `json:"command,omitempty"`
+	Machine   Machine      `json:"machine"`
+	Config    ConfigRecord `json:"config"`
+	Generator string       `json:"generator"`
+	// DsrlbSource says which dsrlb ran: the commit it was built from.
+	DsrlbSource string   `json:"dsrlb_source,omitempty"`
+	Notes       []string `json:"notes"`
+	Namespaces  []string `json:"namespaces"`
+	// BackgroundBusy is the CPUs' busy fraction with no load, before the
+	// first window.
+	BackgroundBusy float64 `json:"background_busy"`
+
+	Measurements []Measurement `json:"measurements"`
+
+	Throughput []ModeSummary `json:"throughput"`
+	Ratios     []Ratio       `json:"ratios"`
+
+	LatencyGenerator string           `json:"latency_generator,omitempty"`
+	LatencyRate      float64          `json:"latency_rate_pps,omitempty"`
+	StampEvery       int              `json:"stamp_every,omitempty"`
+	Latency          []LatencySummary `json:"latency,omitempty"`
+	LatencyCPU       []ModeSummary    `json:"latency_cpu,omitempty"`
+
+	Interrupted bool     `json:"interrupted"`
+	Errors      []string `json:"errors,omitempty"`
+
+	pooled map[string][]int64 // latency samples by mode, all reps
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Kernel string `json:"kernel"`
+	CPUs   int    `json:"cpus"`
+	Model  string `json:"cpu_model"`
+}
+
+// ConfigRecord is the run's configuration as it goes into JSON.
+type ConfigRecord struct {
+	Modes           []string `json:"modes"`
+	Workers         []int    `json:"workers"`
+	Reps            int      `json:"reps"`
+	LatencyReps     int      `json:"latency_reps"`
+	Warmup          string   `json:"warmup"`
+	Window          string   `json:"window"`
+	Sinks           int      `json:"sinks"`
+	Flows           int      `json:"flows"`
+	Traffic         string   `json:"traffic"`
+	GenThreads      int      `json:"gen_threads"`
+	Rate            float64  `json:"rate_pps"`
+	RPS             string   `json:"rps"`
+	BridgeNetfilter bool     `json:"bridge_netfilter"`
+	SinkPass        bool     `json:"sink_pass"`
+}
+
+// Measurement is one window of one mode.
+type Measurement struct {
+	Phase     string  `json:"phase"`
+	Rep       int     `json:"rep"`
+	Mode      string  `json:"mode"`
+	Generator string  `json:"generator"`
+	Threads   int     `json:"gen_threads"`
+	Rate      float64 `json:"rate_pps"` // asked of the generator; 0 is flat out
+	RPS       bool    `json:"rps"`
+
+	Window testbed.Window `json:"window"` // raw counter deltas
+
+	OfferedPPS   float64 `json:"offered_pps"`
+	LBInPPS      float64 `json:"lb_in_pps"`
+	LBOutPPS     float64 `json:"lb_out_pps"`
+	DeliveredPPS float64 `json:"delivered_pps"`
+	Loss         float64 `json:"loss"`
+	// CPUBusy is the busy fraction of all CPUs over the window.
+	CPUBusy     float64 `json:"cpu_busy"`
+	CPUNsPerPkt float64 `json:"cpu_ns_per_pkt"`
+
+	Latency           *latency.Summary `json:"latency,omitempty"`
+	NegativeLatencies int              `json:"negative_latencies,omitempty"`
+
+	Gen      gen.Result `json:"gen"`
+	ModeNote string     `json:"mode_note,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+func (m *Measurement) setWindow(w testbed.Window) {
+	m.Window = w
+	if w.Seconds <= 0 {
+		return
+	}
+	m.OfferedPPS = float64(w.Offered) / w.Seconds
+	m.LBInPPS = float64(w.LBIn) / w.Seconds
+	m.LBOutPPS = float64(w.LBOut) / w.Seconds
+	m.DeliveredPPS = float64(w.Delivered) / w.Seconds
+	m.Loss = lossFraction(w.Offered, w.Delivered)
+	if t := w.CPU.Total(); t > 0 {
+		m.CPUBusy = float64(w.CPU.Busy()) / float64(t)
+	}
+	m.CPUNsPerPkt = perPacketNs(w.CPU.Busy(), testbed.UserHZ, w.Delivered)
+}
+
+// ModeSummary sums up one mode's windows of one phase.
+type ModeSummary struct {
+	Mode      string `json:"mode"`
+	Phase     string `json:"phase"`
+	Delivered Stat   `json:"delivered_pps"`
+	Offered   Stat   `json:"offered_pps"`
+	LBIn      Stat   `json:"lb_in_pps"`
+	LBOut     Stat   `json:"lb_out_pps"`
+	Loss      Stat   `json:"loss"`
+	CPUBusy   Stat   `json:"cpu_busy"`
+	CPUNs     Stat   `json:"cpu_ns_per_pkt"`
+	// ExtraCPUNs is median CPUNs minus the direct path's median, when the
+	// direct path was measured.
+	ExtraCPUNs *float64 `json:"extra_cpu_ns_per_pkt,omitempty"`
+	// LowerBound is set when the balancer sent (almost) everything offered:
+	// the generator, not the balancer, was the limit.
+	LowerBound bool `json:"lower_bound"`
+	// Stalled counts windows in which the generator offered (almost)
+	// nothing.
+	Stalled int `json:"stalled"`
+	Failed  int `json:"failed"`
+}
+
+// LatencySummary is one mode's latency, all repetitions pooled.
+type LatencySummary struct {
+	Mode     string          `json:"mode"`
+	Pooled   latency.Summary `json:"pooled"`
+	AddedP50 *time.Duration  `json:"added_p50_ns,omitempty"`
+	AddedP99 *time.Duration  `json:"added_p99_ns,omitempty"`
+}
+
+// lowerBoundShare is how much of the offered load a balancer must send for
+// its rate to count as a lower bound.
+const lowerBoundShare = 0.99
+
+// stalledShare: a window offering less than this share of the direct
+// path's median offered rate had a stalled generator.
+const stalledShare = 0.05
+
+func newReport(cfg Config) *Report {
+	r := &Report{
+		Started: time.Now(),
+		Machine: machine(),
+		Config: ConfigRecord{
+			Modes: cfg.Modes, Workers: cfg.Workers, Reps: cfg.Reps, LatencyReps: cfg.LatencyReps,
+			Warmup: cfg.Warmup.String(), Window: cfg.Window.String(), Sinks: cfg.Sinks, Flows: cfg.Flows,
+			Traffic: cfg.Traffic.String(), GenThreads: cfg.GenThreads, Rate: cfg.Rate, RPS: cfg.RPS,
+			BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass,
+		},
+		pooled: map[string][]int64{},
+	}
+	a, p := gen.FlowSpace(cfg.Flows)
+	r.Notes = append(r.Notes, fmt.Sprintf("flows: %d (%d source addresses x %d source ports)", a*p, a, p))
+	if cfg.BridgeNetfilter {
+		r.Notes = append(r.Notes, "br_netfilter: bridge-nf-call-* left ON in the switch namespace")
+	} else {
+		r.Notes = append(r.Notes, "br_netfilter: bridge-nf-call-* OFF in the switch namespace")
+	}
+	switch cfg.RPS {
+	case "nft":
+		r.Notes = append(r.Notes, "RPS: on the balancer's eth0 (all CPUs) for nft only")
+	case "all":
+		r.Notes = append(r.Notes, "RPS: on the balancer's eth0 (all CPUs) for nft and dsrlb")
+	default:
+		r.Notes = append(r.Notes, "RPS: off")
+	}
+	if !cfg.SinkPass {
+		r.Notes = append(r.Notes, "sinks: drop every frame at netdev ingress (nft)")
+	}
+	return r
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+func (r *Report) latencySamples(mode string, s []int64) {
+	const maxPooled = 8 << 20
+	if len(r.pooled[mode])+len(s) <= maxPooled {
+		r.pooled[mode] = append(r.pooled[mode], s...)
+	}
+}
+
+// modeOrder returns the modes in the order they were first measured.
+func (r *Report) modeOrder(phase string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range r.Measurements {
+		if m.Phase == phase && !seen[m.Mode] {
+			seen[m.Mode] = true
+			out = append(out, m.Mode)
+		}
+	}
+	return out
+}
+
+func (r *Report) summarize(phase string) []ModeSummary {
+	var directOffered []float64
+	for _, m := range r.Measurements {
+		if m.Phase == phase && m.Mode == "direct" && m.Error == "" {
+			directOffered = append(directOffered, m.OfferedPPS)
+		}
+	}
+	dOff := Median(directOffered)
+	var out []ModeSummary
+	for _, mode := range r.modeOrder(phase) {
+		s := ModeSummary{Mode: mode, Phase: phase}
+		var del, off, in, outp, loss, busy, cpu []float64
+		for _, m := range r.Measurements {
+			if m.Phase != phase || m.Mode != mode {
+				continue
+			}
+			if m.Error == errInterrupted {
+				continue
+			}
+			if m.Error != "" {
+				s.Failed++
+				continue
+			}
+			if dOff > 0 && m.OfferedPPS < stalledShare*dOff {
+				s.Stalled++
+			}
+			del = append(del, m.DeliveredPPS)
+			off = append(off, m.OfferedPPS)
+			in = append(in, m.LBInPPS)
+			outp = append(outp, m.LBOutPPS)
+			loss = append(loss, m.Loss)
+			busy = append(busy, m.CPUBusy)
+			cpu = append(cpu, m.CPUNsPerPkt)
+		}
+		s.Delivered, s.Offered, s.LBIn, s.LBOut = NewStat(del), NewStat(off), NewStat(in), NewStat(outp)
+		s.Loss, s.CPUBusy, s.CPUNs = NewStat(loss), NewStat(busy), NewStat(cpu)
+		if mode != "direct" && s.Offered.Median > 0 && s.LBOut.Median >= lowerBoundShare*s.Offered.Median {
+			s.LowerBound = true
+		}
+		out = append(out, s)
+	}
+	for i := range out {
+		for _, d := range out {
+			if d.Mode == "direct" && d.CPUNs.N > 0 && out[i].Mode != "direct" && out[i].CPUNs.N > 0 {
+				x := out[i].CPUNs.Median - d.CPUNs.Median
+				out[i].ExtraCPUNs = &x
+			}
+		}
+	}
+	return out
+}
+
+func (r *Report) values(phase, mode string, f func(*Measurement) float64) []float64 {
+	var v []float64
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase == phase && m.Mode == mode && m.Error == "" {
+			v = append(v, f(m))
+		}
+	}
+	return v
+}
+
+// pairedValues returns f of num's and den's windows of the same
+// repetitions.
+func (r *Report) pairedValues(phase, num, den string, f func(*Measurement) float64) (a, b []float64) {
+	byRep := map[int]*Measurement{}
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase == phase && m.Mode == den && m.Error == "" {
+			byRep[m.Rep] = m
+		}
+	}
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase == phase && m.Mode == num && m.Error == "" && byRep[m.Rep] != nil {
+			a = append(a, f(m))
+			b = append(b, f(byRep[m.Rep]))
+		}
+	}
+	return a, b
+}
+
+func (r *Report) summarizeThroughput() {
+	r.Throughput = r.summarize(PhaseThroughput)
+	delivered := func(m *Measurement) float64 { return m.DeliveredPPS }
+	modes := r.modeOrder(PhaseThroughput)
+	for _, num := range modes {
+		if !strings.HasPrefix(num, "dsrlb") {
+			continue
+		}
+		for _, den := range []string{"nft", "direct"} {
+			if contains(modes, den) && len(r.values(PhaseThroughput, num, delivered)) > 0 && len(r.values(PhaseThroughput, den, delivered)) > 0 {
+				a, b := r.pairedValues(PhaseThroughput, num, den, delivered)
+				ratio := NewRatio(num, den, a, b)
+				ratio.OfMedians = safeDiv(Median(r.values(PhaseThroughput, num, delivered)), Median(r.values(PhaseThroughput, den, delivered)))
+				r.Ratios = append(r.Ratios, ratio)
+			}
+		}
+	}
+}
+
+func (r *Report) summarizeLatency() {
+	r.LatencyCPU = r.summarize(PhaseLatency)
+	var direct *latency.Summary
+	for _, mode := range r.modeOrder(PhaseLatency) {
+		s := LatencySummary{Mode: mode, Pooled: latency.Summarize(r.pooled[mode])}
+		r.Latency = append(r.Latency, s)
+		if mode == "direct" && s.Pooled.Count > 0 {
+			d := s.Pooled
+			direct = &d
+		}
+	}
+	if direct == nil {
+		return
+	}
+	for i := range r.Latency {
+		s := &r.Latency[i]
+		if s.Mode != "direct" && s.Pooled.Count > 0 {
+			p50, p99 := s.Pooled.P50-direct.P50, s.Pooled.P99-direct.P99
+			s.AddedP50, s.AddedP99 = &p50, &p99
+		}
+	}
+}
+
+// Print writes the report as tables.
+func (r *Report) Print(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "dsrlb bench: %s, %d CPUs (%s)\n", r.Machine.Kernel, r.Machine.CPUs, r.Machine.Model)
+	if len(r.Command) > 0 {
+		fmt.Fprintf(w, "command: %s\n", strings.Join(r.Command, " "))
+	}
+	if r.DsrlbSource != "" {
+		fmt.Fprintf(w, "dsrlb: %s\n", r.DsrlbSource)
+	}
+	frame := "60-byte UDP"
+	if c.Traffic == "syn" {
+		frame = "54-byte TCP SYN"
+	}
+	fmt.Fprintf(w, "load: %s frames to %s:%d, generator %s with %d thread(s), %s; %d sinks\n",
+		frame, testbed.VIP, VIPPort, r.Generator, c.GenThreads, rateText(c.Rate), c.Sinks)
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	if len(r.Throughput) > 0 {
+		fmt.Fprintf(w, "\nThroughput: %d reps alternating (%s), %s warm-up, %s windows; medians (min..max)\n",
+			c.Reps, strings.Join(r.modeOrder(PhaseThroughput), " "), c.Warmup, c.Window)
+		r.printModes(w, r.Throughput)
+		for _, s := range r.Throughput {
+			if s.LowerBound {
+				fmt.Fprintf(w, "  %s forwarded everything offered (lb out %s of %s pps): its rate is a LOWER BOUND on its capacity;",
+					s.Mode, thousands(s.LBOut.Median), thousands(s.Offered.Median))
+				if s.CPUBusy.Median >= 0.95 {
+					fmt.Fprintf(w, " all CPUs were busy (%.0f%%): the generator, sharing them, could offer no more\n", 100*s.CPUBusy.Median)
+				} else {
+					fmt.Fprintf(w, " the generator was the limit\n")
+				}
+			}
+			if s.Stalled > 0 {
+				fmt.Fprintf(w, "  %s: the generator stalled (offered < %.0f%% of direct) in %d window(s)\n", s.Mode, stalledShare*100, s.Stalled)
+			}
+			if s.Failed > 0 {
+				fmt.Fprintf(w, "  %s: %d window(s) failed (see errors / JSON)\n", s.Mode, s.Failed)
+			}
+		}
+	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max):\n")
+		for _, q := range r.Ratios {
+			fmt.Fprintf(w, "  %-9s / %-7s %5.2f   (%.2f..%.2f)\n", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
+		}
+		var nftExtra *float64
+		for _, s := range r.Throughput {
+			if s.Mode == "nft" {
+				nftExtra = s.ExtraCPUNs
+			}
+		}
+		for _, s := range r.Throughput {
+			if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && nftExtra != nil && *nftExtra > 0 {
+				fmt.Fprintf(w, "  %-9s extra CPU over direct / nft's extra: %.2f\n", s.Mode, *s.ExtraCPUNs / *nftExtra)
+			}
+		}
+	}
+	if len(r.Latency) > 0 {
+		fmt.Fprintf(w, "\nLatency at %s pps offered (%s generator, 1 thread, 1 in %d frames stamped; probe on sink s1; %d reps pooled)\n",
+			thousands(r.LatencyRate), r.LatencyGenerator, r.StampEvery, c.LatencyReps)
+		fmt.Fprintf(w, "  %-9s %9s %9s %9s %9s %9s %10s %10s\n", "mode", "samples", "p50", "p90", "p99", "p99.9", "+p50", "+p99")
+		for _, s := range r.Latency {
+			p := s.Pooled
+			add := func(d *time.Duration) string {
+				if d == nil {
+					return "-"
+				}
+				return us(*d)
+			}
+			fmt.Fprintf(w, "  %-9s %9d %9s %9s %9s %9s %10s %10s\n", s.Mode, p.Count, us(p.P50), us(p.P90), us(p.P99), us(p.P999), add(s.AddedP50), add(s.AddedP99))
+		}
+		fmt.Fprintf(w, "  (+p50/+p99: added over the direct path. CPU at this rate:)\n")
+		r.printModes(w, r.LatencyCPU)
+	}
+	if r.Interrupted {
+		fmt.Fprintf(w, "\nINTERRUPTED: the run was cut short; the numbers above are partial.\n")
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(w, "error: %s\n", e)
+	}
+	var failed []string
+	for _, m := range r.Measurements {
+		if m.Error != "" && m.Error != errInterrupted {
+			failed = append(failed, fmt.Sprintf("%s rep %d %s: %s", m.Phase, m.Rep, m.Mode, firstLine(m.Error)))
+		}
+	}
+	for _, f := range failed {
+		fmt.Fprintf(w, "failed: %s\n", f)
+	}
+}
+
+func (r *Report) printModes(w io.Writer, ss []ModeSummary) {
+	fmt.Fprintf(w, "  %-9s %-28s %12s %12s %7s %6s %-20s %9s\n", "mode", "delivered pps", "offered", "lb out", "loss", "CPU", "CPU ns/pkt", "extra")
+	for _, s := range ss {
+		if s.Delivered.N == 0 {
+			fmt.Fprintf(w, "  %-9s no successful window\n", s.Mode)
+			continue
+		}
+		extra := "-"
+		if s.ExtraCPUNs != nil {
+			extra = fmt.Sprintf("%+.0f", *s.ExtraCPUNs)
+		}
+		lbOut := "-"
+		if s.Mode != "direct" {
+			lbOut = thousands(s.LBOut.Median)
+		}
+		fmt.Fprintf(w, "  %-9s %-28s %12s %12s %6.1f%% %5.0f%% %-20s %9s\n", s.Mode,
+			fmt.Sprintf("%s (%s..%s)", thousands(s.Delivered.Median), thousands(s.Delivered.Min), thousands(s.Delivered.Max)),
+			thousands(s.Offered.Median), lbOut, 100*s.Loss.Median, 100*s.CPUBusy.Median,
+			fmt.Sprintf("%.0f (%.0f..%.0f)", s.CPUNs.Median, s.CPUNs.Min, s.CPUNs.Max), extra)
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// thousands formats v rounded, with commas: 1234567 → "1,234,567".
+func thousands(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	n := int64(math.Round(v))
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// us formats d in microseconds with one decimal.
+func us(d time.Duration) string {
+	return fmt.Sprintf("%.1fµs", float64(d)/1e3)
+}
+
+func rateText(rate float64) string {
+	if rate <= 0 {
+		return "flat out"
+	}
+	return thousands(rate) + " pps"
+}

@@ -1,0 +1,479 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/bench/latency"
+	"github.com/dsrlb/dsrlb/bench/testbed"
+)
+
+// VIPPort is the benchmark service's port (discard).
+const VIPPort = 9
+
+// Config says what to measure.
+type Config struct {
+	// Modes are "dsrlb", "nft" and "direct", in the order each repetition
+	// runs them.
+	Modes []string
+	// Workers are the dsrlb worker counts; each is a mode of its own
+	// ("dsrlb-w1", "dsrlb-w2").
+	Workers     []int
+	Reps        int
+	LatencyReps int
+	Warmup      time.Duration
+	Window      time.Duration
+	Sinks       int
+	Flows       int
+	Traffic     gen.Traffic
+	// Generator is "auto", "pktgen", "trafgen" or "txring".
+	Generator  string
+	GenThreads int
+	// Rate is the throughput phase's offered rate; 0 is flat out.
+	Rate float64
+	// Latency runs the latency phase (txring generator, stamped frames).
+	Latency bool
+	// LatencyRate is the latency phase's offered rate; 0 takes half the
+	// slowest balancer's median delivered rate from the throughput phase.
+	LatencyRate float64
+	// RPS is "nft" (RPS on the balancer's interface for the nft reference
+	// only), "all" (for every balancer) or "none".
+	RPS             string
+	BridgeNetfilter bool
+	SinkPass        bool
+	// DsrlbBin is a dsrlb binary; "" builds one from the module.
+	DsrlbBin    string
+	TrafgenRing string
+	// Progress receives a line per phase and measurement; nil discards.
+	Progress io.Writer
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Modes) == 0 {
+		errs = append(errs, errors.New("modes: none"))
+	}
+	for _, m := range c.Modes {
+		if m != "dsrlb" && m != "nft" && m != "direct" {
+			errs = append(errs, fmt.Errorf("mode %q: want dsrlb, nft or direct", m))
+		}
+	}
+	if slices.Contains(c.Modes, "dsrlb") && len(c.Workers) == 0 {
+		errs = append(errs, errors.New("workers: none"))
+	}
+	for _, w := range c.Workers {
+		if w < 1 || w > 256 {
+			errs = append(errs, fmt.Errorf("workers %d: want 1..256", w))
+		}
+	}
+	if c.Reps < 0 || c.LatencyReps < 0 {
+		errs = append(errs, errors.New("reps: negative"))
+	}
+	if c.Window < 100*time.Millisecond || c.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("window %v, warm-up %v: want a window of at least 100ms", c.Window, c.Warmup))
+	}
+	if c.GenThreads < 1 || c.GenThreads > runtime.NumCPU() {
+		errs = append(errs, fmt.Errorf("generator threads %d: want 1..%d (CPUs)", c.GenThreads, runtime.NumCPU()))
+	}
+	if c.RPS != "nft" && c.RPS != "all" && c.RPS != "none" {
+		errs = append(errs, fmt.Errorf("rps %q: want nft, all or none", c.RPS))
+	}
+	if c.Latency && c.Traffic != gen.UDP {
+		errs = append(errs, errors.New("latency: stamps ride in UDP payloads; use --traffic udp or --latency=false"))
+	}
+	return errors.Join(errs...)
+}
+
+// Run builds the testbed, measures, tears everything down and returns the
+// report. When ctx is cancelled it stops at once, tears down and returns
+// what it has, marked Interrupted.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if err := testbed.Tools(); err != nil {
+		return nil, err
+	}
+	rep := newReport(cfg)
+	trafgenPath, _ := exec.LookPath("trafgen")
+	g, notes, err := ChooseGenerator(cfg.Generator, cfg.Traffic, gen.PktgenAvailable(), trafgenPath)
+	if err != nil {
+		return nil, err
+	}
+	if tg, ok := g.(gen.Trafgen); ok {
+		tg.RingSize = cfg.TrafgenRing
+		g = tg
+	}
+	rep.Generator = g.Name()
+	rep.Notes = append(rep.Notes, notes...)
+
+	h := &harness{cfg: cfg, rep: rep, gen: g, vip: netip.AddrPortFrom(testbed.VIP, VIPPort)}
+	if slices.Contains(cfg.Modes, "dsrlb") && cfg.DsrlbBin == "" {
+		h.progress("build: go build -o TMP/dsrlb ./cmd/dsrlb")
+		bin, cleanup, err := buildDsrlb(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		h.cfg.DsrlbBin = bin
+		rep.DsrlbSource = sourceVersion()
+	} else if h.cfg.DsrlbBin != "" {
+		rep.DsrlbSource = "binary " + h.cfg.DsrlbBin
+	}
+	h.progress("setup: building the testbed (gen, lb, %d sinks on one bridge)", cfg.Sinks)
+	bed, err := testbed.Build(testbed.Spec{Sinks: cfg.Sinks, BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass})
+	if err != nil {
+		return nil, err
+	}
+	h.bed = bed
+	rep.Namespaces = bed.Net.Namespaces()
+	defer func() {
+		h.progress("teardown: deleting namespaces %s*", bed.Spec.Prefix)
+		if err := bed.Close(); err != nil {
+			rep.Errors = append(rep.Errors, "teardown: "+err.Error())
+		}
+	}()
+	h.background(ctx)
+	for _, m := range cfg.Modes {
+		switch m {
+		case "direct":
+			h.modes = append(h.modes, Direct{})
+		case "nft":
+			h.modes = append(h.modes, &Nft{VIP: h.vip})
+		case "dsrlb":
+			for _, w := range cfg.Workers {
+				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip})
+			}
+		}
+	}
+
+	load := gen.Load{
+		Interface: bed.Gen.Link, NS: bed.Gen.NS, SrcMAC: bed.Gen.MAC, VIP: h.vip,
+		Flows: cfg.Flows, Traffic: cfg.Traffic, Threads: cfg.GenThreads, Rate: cfg.Rate,
+	}
+	for r := 1; r <= cfg.Reps && ctx.Err() == nil; r++ {
+		for _, m := range h.modes {
+			if ctx.Err() != nil {
+				break
+			}
+			h.measure(ctx, PhaseThroughput, r, m, h.gen, load, nil)
+		}
+	}
+	rep.summarizeThroughput()
+
+	if cfg.Latency && ctx.Err() == nil {
+		if err := h.latencyPhase(ctx, load); err != nil {
+			rep.Errors = append(rep.Errors, "latency: "+err.Error())
+		}
+	}
+	rep.Interrupted = ctx.Err() != nil
+	rep.Finished = time.Now()
+	return rep, nil
+}
+
+// Phases.
+const (
+	PhaseThroughput = "throughput"
+	PhaseLatency    = "latency"
+)
+
+type harness struct {
+	cfg   Config
+	rep   *Report
+	bed   *testbed.Bed
+	gen   gen.Generator
+	vip   netip.AddrPort
+	modes []Mode
+}
+
+func (h *harness) progress(format string, args ...any) {
+	fmt.Fprintf(h.cfg.Progress, format+"\n", args...)
+}
+
+// background measures how busy the CPUs are before any load: other
+// processes on the machine, whose time lands in every CPU ns/pkt figure.
+func (h *harness) background(ctx context.Context) {
+	a, err := h.bed.Snapshot()
+	if err != nil || !sleepCtx(ctx, time.Second) {
+		return
+	}
+	z, err := h.bed.Snapshot()
+	if err != nil {
+		return
+	}
+	c := z.CPU.Sub(a.CPU)
+	if c.Total() > 0 {
+		h.rep.BackgroundBusy = float64(c.Busy()) / float64(c.Total())
+		h.rep.Notes = append(h.rep.Notes, fmt.Sprintf("background: CPUs %.0f%% busy with no load (1 s before the first window); that time is in every CPU figure", 100*h.rep.BackgroundBusy))
+	}
+}
+
+// latencyRateTarget is the fraction of the slowest balancer's median rate
+// the latency phase offers.
+const latencyRateTarget = 0.5
+
+// stampsPerSecond is about how many stamped frames the latency generator
+// sends per second, whatever the rate.
+const stampsPerSecond = 20000
+
+func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
+	rate := h.cfg.LatencyRate
+	if rate <= 0 {
+		slowest, from := math.Inf(1), ""
+		for _, s := range h.rep.Throughput {
+			if s.Mode != "direct" && s.Delivered.N > 0 && s.Delivered.Median < slowest {
+				slowest, from = s.Delivered.Median, s.Mode
+			}
+		}
+		if from == "" {
+			for _, s := range h.rep.Throughput {
+				if s.Delivered.N > 0 {
+					slowest, from = s.Delivered.Median, s.Mode
+				}
+			}
+		}
+		if from == "" {
+			return errors.New("no throughput results to derive a rate from; give --latency-rate")
+		}
+		rate = latencyRateTarget * slowest
+		h.rep.Notes = append(h.rep.Notes, fmt.Sprintf("latency rate: %.0f%% of %s's median delivered rate (the slowest balancer), %.0f pps", latencyRateTarget*100, from, rate))
+	}
+	stampEvery := max(1, int(rate/stampsPerSecond+0.5))
+	h.rep.LatencyRate, h.rep.StampEvery = rate, stampEvery
+	h.rep.LatencyGenerator = gen.TxRing{}.Name()
+	load.Rate = rate
+	load.Threads = 1
+	load.StampEvery = stampEvery
+
+	probe, err := latency.Open(h.bed.Sinks[0].NS, h.bed.Sinks[0].Link)
+	if err != nil {
+		return err
+	}
+	pctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var probeErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); probeErr = probe.Run(pctx) }()
+	defer func() {
+		stop()
+		wg.Wait()
+		probe.Close()
+		if probeErr != nil {
+			h.rep.Errors = append(h.rep.Errors, "latency probe: "+probeErr.Error())
+		}
+	}()
+	for r := 1; r <= h.cfg.LatencyReps && ctx.Err() == nil; r++ {
+		for _, m := range h.modes {
+			if ctx.Err() != nil {
+				break
+			}
+			h.measure(ctx, PhaseLatency, r, m, gen.TxRing{}, load, probe)
+		}
+	}
+	h.rep.summarizeLatency()
+	return nil
+}
+
+// errInterrupted marks a window cut short by cancellation.
+const errInterrupted = "interrupted"
+
+// measure runs one window of one mode and records it.
+func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode, g gen.Generator, load gen.Load, probe *latency.Probe) {
+	reps := h.cfg.Reps
+	if phase == PhaseLatency {
+		reps = h.cfg.LatencyReps
+	}
+	h.progress("[%s %d/%d] %s: starting (%s, %d thread(s), %s)", phase, rep, reps, mode.Name(), g.Name(), load.Threads, rateText(load.Rate))
+	m := Measurement{Phase: phase, Rep: rep, Mode: mode.Name(), Generator: g.Name(), Threads: load.Threads, Rate: load.Rate}
+	defer func() { h.rep.Measurements = append(h.rep.Measurements, m) }()
+	fail := func(err error) {
+		m.Error = err.Error()
+		h.progress("[%s %d/%d] %s: %v", phase, rep, reps, mode.Name(), err)
+	}
+
+	rps := h.rpsFor(mode)
+	if rps {
+		if err := h.bed.RPS(h.bed.LB, testbed.CPUMask(runtime.NumCPU())); err != nil {
+			fail(err)
+			return
+		}
+		defer func() {
+			if err := h.bed.RPS(h.bed.LB, "0"); err != nil && m.Error == "" {
+				m.Error = err.Error()
+			}
+		}()
+	}
+	m.RPS = rps
+	if err := mode.Start(ctx, h.bed); err != nil {
+		if ctx.Err() != nil {
+			m.Error = errInterrupted
+		} else {
+			fail(err)
+		}
+		mode.Stop()
+		return
+	}
+	stopMode := func() {
+		note, err := mode.Stop()
+		m.ModeNote = note
+		if err != nil && m.Error == "" && ctx.Err() == nil {
+			fail(err)
+		}
+	}
+	load.DstMAC = mode.Target(h.bed)
+	run, err := g.Start(ctx, load)
+	if err != nil {
+		if ctx.Err() == nil {
+			fail(err)
+		} else {
+			m.Error = errInterrupted
+		}
+		stopMode()
+		return
+	}
+	stopGen := func() {
+		res, err := run.Stop()
+		m.Gen = res
+		if err != nil && m.Error == "" {
+			fail(err)
+		}
+	}
+	var a, z testbed.Snapshot
+	ok := sleepCtx(ctx, h.cfg.Warmup)
+	if ok {
+		a, err = h.bed.Snapshot()
+		if probe != nil {
+			probe.Take()
+		}
+		ok = err == nil && sleepCtx(ctx, h.cfg.Window)
+	}
+	if ok {
+		z, err = h.bed.Snapshot()
+		ok = err == nil
+	}
+	var samples []int64
+	if probe != nil {
+		samples, m.NegativeLatencies = probe.Take()
+	}
+	stopGen()
+	stopMode()
+	if err != nil {
+		fail(err)
+		return
+	}
+	if !ok {
+		m.Error = errInterrupted // left out of the summaries
+		return
+	}
+	w := h.bed.Window(a, z)
+	m.setWindow(w)
+	if probe != nil {
+		s := latency.Summarize(samples)
+		m.Latency = &s
+		h.rep.latencySamples(mode.Name(), samples)
+	}
+	line := fmt.Sprintf("[%s %d/%d] %s: offered %s pps, delivered %s pps, lb in/out %s/%s pps, loss %.1f%%, CPU %.0f ns/pkt",
+		phase, rep, reps, mode.Name(), thousands(m.OfferedPPS), thousands(m.DeliveredPPS), thousands(m.LBInPPS), thousands(m.LBOutPPS), 100*m.Loss, m.CPUNsPerPkt)
+	if m.Latency != nil {
+		line += fmt.Sprintf(", latency p50 %s p99 %s (%d samples)", us(m.Latency.P50), us(m.Latency.P99), m.Latency.Count)
+	}
+	h.progress("%s", line)
+	// Let queues drain and sockets close before the next mode.
+	sleepCtx(ctx, 300*time.Millisecond)
+}
+
+func (h *harness) rpsFor(m Mode) bool {
+	switch h.cfg.RPS {
+	case "all":
+		return m.Name() != "direct"
+	case "nft":
+		return m.Name() == "nft"
+	}
+	return false
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// buildDsrlb builds ./cmd/dsrlb of the module that holds the working
+// directory into a temporary directory.
+func buildDsrlb(ctx context.Context) (bin string, cleanup func(), err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "dsrlb-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "dsrlb")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dsrlb")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build ./cmd/dsrlb in %s: %w\n%s", root, err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+// sourceVersion names the commit dsrlb was built from, "+changes" when
+// tracked files differ from it.
+func sourceVersion() string {
+	root, err := moduleRoot()
+	if err != nil {
+		return ""
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	v := "commit " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		v += "+changes"
+	}
+	return v
+}
+
+// moduleRoot finds the directory of dsrlb's go.mod at or above the working
+// directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/dsrlb/dsrlb\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the dsrlb module (no go.mod of github.com/dsrlb/dsrlb above the working directory); run from the repository or pass --dsrlb")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,181 @@
+package latency
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/internal/netns"
+)
+
+type sysProbe struct {
+	fd int
+}
+
+// probeBatch is the frames read per recvmmsg.
+const probeBatch = 64
+
+// probeSnap is the bytes of a frame the filter passes: enough for a stamp.
+const probeSnap = gen.PayloadOffset + gen.StampLen
+
+// stampFilter passes IPv4/UDP frames with the stamp magic at the UDP
+// payload (no IP options: the generator sends none).
+func stampFilter() []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x0800, SkipFalse: 5},
+		bpf.LoadAbsolute{Off: 14 + 9, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipFalse: 3},
+		bpf.LoadAbsolute{Off: gen.PayloadOffset, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: gen.StampMagic, SkipFalse: 1},
+		bpf.RetConstant{Val: probeSnap},
+		bpf.RetConstant{Val: 0},
+	}
+}
+
+// Open opens a probe on ifname inside ns. Nothing is read until Run.
+func Open(ns *netns.NS, ifname string) (*Probe, error) {
+	p := &Probe{sys: sysProbe{fd: -1}}
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		// Protocol 0 receives nothing until bind, which comes after the
+		// filter is in place.
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("socket(AF_PACKET)", err)
+		}
+		p.sys.fd = fd
+		raw, err := bpf.Assemble(stampFilter())
+		if err != nil {
+			return err
+		}
+		prog := make([]unix.SockFilter, len(raw))
+		for i, ins := range raw {
+			prog[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+		}
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}); err != nil {
+			return os.NewSyscallError("setsockopt(SO_ATTACH_FILTER)", err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return os.NewSyscallError("setsockopt(SO_TIMESTAMPNS)", err)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			return os.NewSyscallError("bind", err)
+		}
+		return nil
+	})
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("latency probe on %s in %s: %w", ifname, ns.Name(), err)
+	}
+	return p, nil
+}
+
+// Close releases the socket. Call it after Run has returned.
+func (p *Probe) Close() error {
+	if p.sys.fd >= 0 {
+		err := unix.Close(p.sys.fd)
+		p.sys.fd = -1
+		return err
+	}
+	return nil
+}
+
+// Run reads stamped frames until ctx is done.
+func (p *Probe) Run(ctx context.Context) error {
+	var (
+		msgs  [probeBatch]unix.Mmsghdr
+		iovs  [probeBatch]unix.Iovec
+		bufs  [probeBatch][probeSnap + 64]byte
+		ctrls [probeBatch][128]byte
+	)
+	for i := range msgs {
+		iovs[i].Base = &bufs[i][0]
+		iovs[i].SetLen(len(bufs[i]))
+		msgs[i].Hdr.Iov = &iovs[i]
+		msgs[i].Hdr.Iovlen = 1
+		msgs[i].Hdr.Control = &ctrls[i][0]
+	}
+	offset := clockOffset()
+	lastOffset := time.Now()
+	fds := []unix.PollFd{{Fd: int32(p.sys.fd), Events: unix.POLLIN}}
+	for ctx.Err() == nil {
+		if time.Since(lastOffset) > 100*time.Millisecond {
+			offset, lastOffset = clockOffset(), time.Now()
+		}
+		if _, err := unix.Poll(fds, 100); err != nil && err != unix.EINTR {
+			return os.NewSyscallError("poll", err)
+		}
+		for i := range msgs {
+			msgs[i].Hdr.SetControllen(len(ctrls[i]))
+		}
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(p.sys.fd), uintptr(unsafe.Pointer(&msgs[0])), probeBatch, unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN || e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return os.NewSyscallError("recvmmsg", e)
+		}
+		for i := 0; i < int(n); i++ {
+			frame := bufs[i][:min(int(msgs[i].Len), len(bufs[i]))]
+			stamp, _, ok := gen.ReadStamp(frame)
+			if !ok {
+				continue
+			}
+			rx, ok := rxTime(ctrls[i][:msgs[i].Hdr.Controllen])
+			if !ok {
+				continue
+			}
+			p.add(rx - offset - stamp)
+		}
+	}
+	return nil
+}
+
+// rxTime returns the SCM_TIMESTAMPNS time (CLOCK_REALTIME ns) of a message.
+func rxTime(ctrl []byte) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(ctrl)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+			return ts.Nano(), true
+		}
+	}
+	return 0, false
+}
+
+// clockOffset returns CLOCK_REALTIME − CLOCK_MONOTONIC in ns, from the
+// narrowest of five realtime/monotonic/realtime readings.
+func clockOffset() int64 {
+	var best, bestWidth int64 = 0, -1
+	for range 5 {
+		var r1, m, r2 unix.Timespec
+		unix.ClockGettime(unix.CLOCK_REALTIME, &r1)
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
+		unix.ClockGettime(unix.CLOCK_REALTIME, &r2)
+		w := r2.Nano() - r1.Nano()
+		if bestWidth < 0 || w < bestWidth {
+			bestWidth = w
+			best = r1.Nano() + w/2 - m.Nano()
+		}
+	}
+	return best
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -1,0 +1,92 @@
+package latency
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/bench/testbed"
+	"golang.org/x/net/bpf"
+)
+
+// The filter passes stamped frames and nothing else.
+func TestStampFilter(t *testing.T) {
+	vm, err := bpf.NewVM(stampFilter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := gen.NewTemplate(&gen.Load{
+		SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2},
+		VIP: testbed.VIPPort(9), Flows: 1, Traffic: gen.UDP,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := make([]byte, 128)
+	n := tmpl.Write(frame, 0, 1, 12345)
+	if got, _ := vm.Run(frame[:n]); got != probeSnap {
+		t.Errorf("stamped frame: filter returns %d, want %d", got, probeSnap)
+	}
+	n = tmpl.Write(frame, 0, 1, 0)
+	if got, _ := vm.Run(frame[:n]); got != 0 {
+		t.Errorf("unstamped frame: filter returns %d", got)
+	}
+	frame[12] = 0x86
+	if got, _ := vm.Run(frame[:n]); got != 0 {
+		t.Errorf("non-IPv4 frame: filter returns %d", got)
+	}
+}
+
+// Privileged: the TX-ring generator sends stamped frames straight to a
+// sink of a real testbed, the probe there reads them.
+func TestProbeOnTestbed(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root to build network namespaces")
+	}
+	bed, err := testbed.Build(testbed.Spec{Sinks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := bed.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	probe, err := Open(bed.Sinks[0].NS, bed.Sinks[0].Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- probe.Run(ctx) }()
+	run, err := gen.TxRing{}.Start(ctx, gen.Load{
+		Interface: bed.Gen.Link, NS: bed.Gen.NS, SrcMAC: bed.Gen.MAC, DstMAC: bed.Sinks[0].MAC,
+		VIP: testbed.VIPPort(9), Flows: 100, Traffic: gen.UDP, Threads: 1, Rate: 20000, StampEvery: 10,
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	res, err := run.Stop()
+	if err != nil {
+		t.Error(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	samples, negative := probe.Take()
+	s := Summarize(samples)
+	t.Logf("sent %d frames; %d samples, p50 %v, p99 %v, max %v, %d negative", res.Sent, s.Count, s.P50, s.P99, s.Max, negative)
+	if res.Sent < 5000 || s.Count < int(res.Sent/10)*8/10 {
+		t.Errorf("sent %d frames, got %d samples: want about a tenth", res.Sent, s.Count)
+	}
+	if negative > 0 || s.Max > time.Second || s.Min <= 0 {
+		t.Errorf("implausible latencies: %+v, %d negative", s, negative)
+	}
+}
