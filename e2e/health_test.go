@@ -145,8 +145,14 @@ func TestHealthDSRPath(t *testing.T) {
 			t.Fatalf("ip %v: %v %s", args, err, out)
 		}
 	}
+	// Generous waits: the test asserts the state changes and their reasons;
+	// a machine still tearing down an earlier test's namespaces can hold the
+	// kernel's netlink lock for seconds.
+	removed := time.Now()
 	ip("addr", "del", vip4.String()+"/32", "dev", "lo")
-	if _, ok := l.waitLog("backend "+srv.Addr4.String()+" down", 5*time.Second); !ok {
+	down, ok := l.waitLog("backend "+srv.Addr4.String()+" down", 20*time.Second)
+	t.Logf("marked down %v after the VIP left lo", down.Sub(removed).Round(time.Millisecond))
+	if !ok {
 		t.Fatalf("not marked down without the VIP on lo\n%s", l.lbOut.String())
 	}
 	line := lineWith(l.lbOut.String(), "backend "+srv.Addr4.String()+" down")
@@ -160,7 +166,7 @@ func TestHealthDSRPath(t *testing.T) {
 		t.Errorf("real-IP request failed: %v", err)
 	}
 	ip("addr", "add", vip4.String()+"/32", "dev", "lo")
-	if _, ok := l.waitLog("backend "+srv.Addr4.String()+" up", 5*time.Second); !ok {
+	if _, ok := l.waitLog("backend "+srv.Addr4.String()+" up", 20*time.Second); !ok {
 		t.Fatalf("not back up with the VIP restored\n%s", l.lbOut.String())
 	}
 }
