@@ -63,9 +63,9 @@ type Table struct {
 	gen      uint64     // unique per table built in this process
 	// small is every service when there are at most smallTable of them:
 	// a linear scan of a few keys beats hashing netip.Addr in a map.
-	small []*Service
-	vips     []netip.Addr
-	vipSet   map[netip.Addr]struct{}
+	small  []*Service
+	vips   []netip.Addr
+	vipSet map[netip.Addr]struct{}
 }
 
 // Service is one service of a Table: its backends sorted by address, and their Maglev table.

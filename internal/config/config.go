@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dsrlb/dsrlb/balancer"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -102,25 +103,15 @@ type Backend struct {
 	Health Health
 }
 
-// Protocol is an IP protocol number. Only TCP and UDP are valid.
-type Protocol uint8
+// Protocol is an IP protocol number, the balancer's type. Only TCP and UDP
+// are valid.
+type Protocol = balancer.Protocol
 
 // Supported protocols, by IANA protocol number.
 const (
-	TCP Protocol = 6
-	UDP Protocol = 17
+	TCP = balancer.TCP
+	UDP = balancer.UDP
 )
-
-// String returns "tcp", "udp", or "protocol(N)" for anything else.
-func (p Protocol) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "protocol(" + strconv.Itoa(int(p)) + ")"
-}
 
 // FieldError is one problem with one value of a configuration.
 type FieldError struct {

@@ -548,7 +548,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestProtocolString(t *testing.T) {
-	for p, want := range map[Protocol]string{TCP: "tcp", UDP: "udp", 1: "protocol(1)", 0: "protocol(0)"} {
+	for p, want := range map[Protocol]string{TCP: "tcp", UDP: "udp", 1: "proto(1)", 0: "proto(0)"} {
 		if got := p.String(); got != want {
 			t.Errorf("Protocol(%d).String() = %q, want %q", uint8(p), got, want)
 		}

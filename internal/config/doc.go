@@ -39,19 +39,27 @@
 // # Invariants of a returned Config
 //
 //   - Interface is a non-empty Linux interface name (at most 15 bytes).
+//
 //   - Workers is in 0..256 (0: one per CPU).
+//
 //   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
 //     NeighborRefresh >= 1s.
+//
 //   - There is at least one Service. Names are unique and match
 //     [A-Za-z0-9_.-]{1,63}. VIP+Protocol+Port is unique across services.
+//
 //   - A VIP is a unicast address without a zone: not unspecified, loopback,
 //     multicast, link-local, IPv4 broadcast or IPv4-mapped IPv6. So is every
 //     backend address.
+//
 //   - Protocol is TCP or UDP. Port 0 means every port.
+//
 //   - TableSize is prime, at most 16777213 and at least len(Backends).
+//
 //   - Every Service has at least one Backend. Backend addresses are of the
 //     VIP's family, unique within the service, and never the VIP of any
 //     service.
+//
 //   - Backend.MAC is nil (resolve at run time) or a 6-byte unicast,
 //     non-zero Ethernet address. Weight is in 0..65535; 0 means draining.
 //
@@ -60,6 +68,7 @@
 //     1..100, a port (its own, or the service's), and for http(s) a Path
 //     starting with "/", a known Method and at least one Expect code. A
 //     backend's Health is its service's with the backend's overrides.
+//
 //   - Admin is "" (off) or host:port; DrainTimeout >= 0 (0: no timeout).
 //
 // A Config is a plain value. Once handed to the rest of the program it is

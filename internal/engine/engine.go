@@ -345,7 +345,7 @@ func (e *Engine) build() (*balancer.Table, error) {
 	for _, s := range e.cfg.Services {
 		spec := balancer.ServiceSpec{
 			Name:      s.Name,
-			Key:       balancer.ServiceKey{VIP: s.VIP, Proto: balancer.Protocol(s.Protocol), Port: s.Port},
+			Key:       balancer.ServiceKey{VIP: s.VIP, Proto: s.Protocol, Port: s.Port},
 			TableSize: s.TableSize,
 		}
 		var down []balancer.Backend

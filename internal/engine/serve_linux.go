@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -13,19 +12,6 @@ import (
 	"github.com/dsrlb/dsrlb/healthcheck"
 	"github.com/dsrlb/dsrlb/internal/config"
 )
-
-// ServeOptions says how to run the balancer.
-type ServeOptions struct {
-	Config *config.Config
-	// ConfigPath is the file Config came from, re-read on reload; "" when
-	// the balancer was started from flags (reloads are refused).
-	ConfigPath string
-	// Reload receives a value for every reload request (SIGHUP).
-	Reload <-chan struct{}
-	// Admin, if set, is started once the dataplane runs (see internal/admin).
-	Admin func(ctx context.Context, e *Engine, dp *dataplane.Dataplane, reload func(context.Context) (string, error)) error
-	Log   *slog.Logger
-}
 
 // Serve runs the balancer until ctx is done: it resolves the backends,
 // opens the dataplane, forwards, handles reloads, and on the way out closes
