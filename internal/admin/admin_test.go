@@ -1,0 +1,115 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/internal/engine"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+type fakeSource struct{ drained map[string]bool }
+
+func (f *fakeSource) Status(ctx context.Context) (engine.Status, error) {
+	return engine.Status{Interface: "eth0", Builds: 2, Services: []engine.ServiceStatus{{
+		Name: "web", Key: "198.18.0.100:80/tcp", TableSize: 7,
+		Backends: []engine.BackendStatus{
+			{Address: "198.18.0.11", State: "up", Weight: 1, Slots: 4, Share: 4. / 7, Slot: 0},
+			{Address: "198.18.0.12", State: "down", Reason: "tcp connect: refused", Weight: 1, Slots: 3, Share: 3. / 7, Slot: 1},
+		},
+	}}}, nil
+}
+
+func (f *fakeSource) SetDrained(ctx context.Context, service string, addr netip.Addr, drained bool) error {
+	if service != "web" {
+		return fmt.Errorf("service %q: %w", service, engine.ErrNotFound)
+	}
+	f.drained[addr.String()] = drained
+	return nil
+}
+
+type fakeCounters struct{}
+
+func (fakeCounters) WorkerStats() []dataplane.Stats {
+	var s dataplane.Stats
+	s.Received, s.Reasons[0], s.Reasons[5] = 12, 10, 2
+	return []dataplane.Stats{s, s}
+}
+
+func (fakeCounters) BackendStats(slot uint16) (uint64, uint64, uint64) {
+	return 10 + uint64(slot), 1000, 3
+}
+
+func TestEndpoints(t *testing.T) {
+	src := &fakeSource{drained: map[string]bool{}}
+	srv := httptest.NewServer(New(src, fakeCounters{}, nil, "v-test", nil).Handler())
+	defer srv.Close()
+	c := &Client{Addr: strings.TrimPrefix(srv.URL, "http://")}
+
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != "v-test" || len(st.Workers) != 2 || st.Services[0].Backends[1].Packets != 11 || st.Services[0].Backends[1].State != "down" {
+		t.Fatalf("status: %+v", st)
+	}
+	var b strings.Builder
+	Format(&b, st)
+	for _, want := range []string{"on eth0", "198.18.0.12  down ", "tcp connect: refused", "not_vip  4"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("formatted status lacks %q:\n%s", want, b.String())
+		}
+	}
+
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fams["dsrlb_worker_forwarded_total"].GetMetric(); len(got) != 2 || got[0].GetCounter().GetValue() != 10 {
+		t.Errorf("worker_forwarded_total: %v", got)
+	}
+	for _, m := range fams["dsrlb_backend_up"].GetMetric() {
+		want := 1.0
+		if m.GetLabel()[0].GetValue() == "198.18.0.12" {
+			want = 0
+		}
+		if m.GetGauge().GetValue() != want {
+			t.Errorf("backend_up %v", m)
+		}
+	}
+
+	if msg, err := c.Backend(context.Background(), "drain", "web", "198.18.0.12"); err != nil || !src.drained["198.18.0.12"] {
+		t.Errorf("drain: %q %v", msg, err)
+	}
+	if _, err := c.Backend(context.Background(), "drain", "nope", "198.18.0.12"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("unknown service: %v", err)
+	}
+	if _, err := c.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "nothing to reload") {
+		t.Errorf("reload without a file: %v", err)
+	}
+	raw, _ := c.StatusJSON(context.Background())
+	if !json.Valid(raw) {
+		t.Error("status JSON invalid")
+	}
+}
+
+func TestNoBalancer(t *testing.T) {
+	_, err := (&Client{Addr: "127.0.0.1:1"}).Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no balancer answers on 127.0.0.1:1") {
+		t.Fatalf("got %v", err)
+	}
+}
