@@ -1,5 +1,10 @@
 package e2e
 
+// This file's name makes the flood run last (go test runs a package's tests
+// in file order): tearing down namespaces that took millions of SYNs keeps
+// the kernel busy (and its netlink lock held) for a while afterwards, which
+// delays the netlink calls of tests that would run next.
+
 import (
 	"context"
 	"net/netip"
