@@ -92,16 +92,7 @@ func TestMalformedCorpus(t *testing.T) {
 	client := l.client.Addr4
 
 	// A UDP socket on the client receives the answers to forwarded frames.
-	pc, err := l.client.ListenPacket("udp", ":40123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc6, err := l.client.ListenPacket("udp", "[::]:40124")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc6.Close()
+	pc, pc6 := l.clientUDP(40123, 40124)
 
 	base := o.udp4(t, client, 40123, 5353, []byte("legit"), nil)
 	setIPv4 := func(f []byte, off int, v ...byte) []byte {
@@ -277,6 +268,23 @@ func TestMalformedCorpus(t *testing.T) {
 		t.Errorf("the balancer did not shut down cleanly:\n%s", out)
 	}
 	_ = unix.ETH_P_ALL
+}
+
+// clientUDP opens UDP sockets on the client, IPv4 on port4 and IPv6 on
+// port6, closed when the test ends.
+func (l *dsrLab) clientUDP(port4, port6 int) (pc4, pc6 net.PacketConn) {
+	for _, s := range []struct {
+		addr string
+		pc   *net.PacketConn
+	}{{fmt.Sprintf(":%d", port4), &pc4}, {fmt.Sprintf("[::]:%d", port6), &pc6}} {
+		pc, err := l.client.ListenPacket("udp", s.addr)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.t.Cleanup(func() { pc.Close() })
+		*s.pc = pc
+	}
+	return pc4, pc6
 }
 
 func diff(a, b map[string]uint64) map[string]uint64 {

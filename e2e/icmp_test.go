@@ -228,16 +228,7 @@ func TestFragmentsAnyOrder(t *testing.T) {
 	l.startBalancer(l.config(l.servers, ""))
 	in := newInjector(t, l.client)
 	o := frameOpts{dst: l.lb.MAC, src: l.client.MAC}
-	pc, err := l.client.ListenPacket("udp", ":40125")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc6, err := l.client.ListenPacket("udp", "[::]:40126")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc6.Close()
+	pc, pc6 := l.clientUDP(40125, 40126)
 	for id := 1; id <= 12; id++ {
 		payload := []byte(strings.Repeat(fmt.Sprintf("datagram %d ", id), 300)) // ~3.6 KB
 		var frags [][]byte
@@ -267,17 +258,22 @@ func TestFragmentsAnyOrder(t *testing.T) {
 	}
 }
 
-// fragments4 splits a UDP datagram to vip4:5353 into IPv4 fragments of at
-// most 1480 bytes of payload.
-func fragments4(t *testing.T, o frameOpts, src netip.Addr, sport uint16, payload []byte, id uint16) [][]byte {
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip4.AsSlice()}
+// udpDatagram returns the UDP header and payload of a datagram from sport to
+// port 5353, its checksum computed over ip's pseudo-header.
+func udpDatagram(t *testing.T, ip gopacket.NetworkLayer, sport uint16, payload []byte) []byte {
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 5353}
 	udp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, udp, gopacket.Payload(payload)); err != nil {
 		t.Fatal(err)
 	}
-	l4 := buf.Bytes()
+	return buf.Bytes()
+}
+
+// fragments4 splits a UDP datagram to vip4:5353 into IPv4 fragments of at
+// most 1480 bytes of payload.
+func fragments4(t *testing.T, o frameOpts, src netip.Addr, sport uint16, payload []byte, id uint16) [][]byte {
+	l4 := udpDatagram(t, &layers.IPv4{Version: 4, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip4.AsSlice()}, sport, payload)
 	var out [][]byte
 	for off := 0; off < len(l4); off += 1480 {
 		end := min(off+1480, len(l4))
@@ -295,14 +291,7 @@ func fragments4(t *testing.T, o frameOpts, src netip.Addr, sport uint16, payload
 
 // fragments6 does the same with IPv6 fragment headers.
 func fragments6(t *testing.T, o frameOpts, src netip.Addr, sport uint16, payload []byte, id uint32) [][]byte {
-	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip6.AsSlice()}
-	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 5353}
-	udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, udp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	l4 := buf.Bytes()
+	l4 := udpDatagram(t, &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip6.AsSlice()}, sport, payload)
 	var out [][]byte
 	for off := 0; off < len(l4); off += 1448 {
 		end := min(off+1448, len(l4))
