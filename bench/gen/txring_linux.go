@@ -212,8 +212,10 @@ func (t *txThread) kick() {
 
 // loop sends until the run stops.
 func (t *txThread) loop() {
+	// The thread is pinned and never unlocked: it ends with the goroutine,
+	// so no other goroutine (or a process it starts, which would inherit
+	// the affinity) ever runs on it.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
 	set.Set(t.cpu)
 	unix.SchedSetaffinity(0, &set) // best effort
