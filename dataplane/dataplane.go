@@ -72,8 +72,10 @@ func (d *Dataplane) Workers() int { return len(d.workers) }
 // Table returns the table the workers currently use.
 func (d *Dataplane) Table() *balancer.Table { return d.table.Load() }
 
-// Stats sums the workers' counters. Counters are published once per ring
-// block, so they lag by at most a block timeout.
+// Stats sums the workers' counters. A worker publishes its counters after
+// every batch and whenever its ring runs empty, so they lag by at most a
+// batch (frames dropped for want of ring space: until the worker next
+// sleeps, or 64 batches).
 func (d *Dataplane) Stats() Stats {
 	var s Stats
 	for _, w := range d.workers {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/dsrlb/dsrlb/balancer"
 	"golang.org/x/sys/unix"
@@ -63,7 +62,10 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	}
 	d.table.Store(t)
 	d.sys.stop = make(chan struct{})
-	fanoutID := uint16(os.Getpid()) ^ uint16(ifi.Index)<<8
+	fanoutID := -1
+	if cfg.Workers > 1 {
+		fanoutID = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
+	}
 	filter := vipFilter(vips)
 	for i := 0; i < cfg.Workers; i++ {
 		r, err := openRing(ifi.Index, cfg.Ring, fanoutID, filter)
@@ -114,8 +116,8 @@ func checkForwarding(iface string, vips []netip.Addr) error {
 	return nil
 }
 
-// SetTable publishes t to the workers (they pick it up at their next ring
-// block) and updates the socket filters and the VIPs the responder answers.
+// SetTable publishes t to the workers (they pick it up at their next batch)
+// and updates the socket filters and the VIPs the responder answers.
 func (d *Dataplane) SetTable(t *balancer.Table) error {
 	if t == nil {
 		return errors.New("dataplane: nil table")
@@ -201,31 +203,34 @@ func (d *Dataplane) closeRings() error {
 	return errors.Join(errs...)
 }
 
-// runWorker is a worker's loop: wait for a ring block, decide every frame in
-// it, send the forwarded ones straight from the ring, hand the block back.
+// runWorker is a worker's loop: take the ready ring slots, decide every frame,
+// send the forwarded ones straight from the ring, hand the slots back; when
+// the ring is empty, watch it for a while (Ring.BusyPoll), then sleep in poll.
 func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring) error {
 	const idlePollMs = 100
 	// A worker owns its thread, and asks for a larger share of the CPU than
 	// ordinary processes (nice -10) when allowed (CAP_SYS_NICE): under load
 	// it competes with the kernel's receive work that fills its ring.
+	// The thread is never unlocked: it ends with the worker, and its
+	// priority with it.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -10)
-	blocks := 0
+	batches := 0
 	for ctx.Err() == nil {
 		if !r.ready() {
+			w.publish()
+			if r.spin(d.cfg.Ring.BusyPoll) {
+				continue
+			}
+			w.c.ringDrops += r.kernelDrops()
+			w.publish()
 			if err := r.wait(idlePollMs); err != nil {
 				return fmt.Errorf("worker ring: %w", err)
 			}
-			if !r.ready() {
-				w.c.ringDrops += r.kernelDrops()
-				w.publish()
-			}
 			continue
 		}
-		d.processBlock(w, r, r.block(r.cur))
-		r.release()
-		if blocks++; blocks%32 == 0 {
+		d.processBatch(w, r)
+		if batches++; batches%64 == 0 {
 			w.c.ringDrops += r.kernelDrops()
 		}
 		w.publish()
@@ -233,42 +238,72 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring) error {
 	return nil
 }
 
-// processBlock handles every frame of one ring block. It never allocates.
-func (d *Dataplane) processBlock(w *Worker, r *ring, blk []byte) {
+// processBatch handles the ready slots, at most one transmit batch of them,
+// and gives them back to the kernel. It never allocates.
+func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	t := d.table.Load()
 	now := d.now()
-	n := int(*(*uint32)(unsafe.Pointer(&blk[blockNumPktsOff])))
-	off := int(*(*uint32)(unsafe.Pointer(&blk[blockFirstPktOff])))
 	refused := 0
-	for i := 0; i < n && off+unix.SizeofTpacket3Hdr <= len(blk); i++ {
-		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&blk[off]))
-		mac, snap := off+int(h.Mac), int(h.Snaplen)
-		next := int(h.Next_offset)
-		if mac+snap > len(blk) || mac-sizeofVnetHdr-vlanTagLen < off+minFrameOff {
-			w.c.received++
-			w.c.reasons[DropTruncated]++
-		} else if snap < int(h.Len) {
-			w.c.received++
-			w.c.reasons[DropTruncated]++
-		} else if w.Handle(blk[mac:mac+snap], t, now) == Forwarded {
-			start := mac - sizeofVnetHdr
-			if h.Status&unix.TP_STATUS_VLAN_VALID != 0 {
-				tpid := uint16(etherTypeVLAN)
-				if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
-					tpid = h.Hv1.Vlan_tpid
-				}
-				start = insertVLANTag(blk, mac, tpid, uint16(h.Hv1.Vlan_tci))
-			}
-			refused += r.queue(blk[start : mac+snap])
-		}
-		if next == 0 {
+	for range len(r.msgs) {
+		s, status, ok := r.next()
+		if !ok {
 			break
 		}
-		off += next
+		h := slotHdr(s)
+		mac, snap := int(h.Mac), int(h.Snaplen)
+		switch {
+		case status&unix.TP_STATUS_COPY != 0:
+			// Too large for a slot: the whole frame waits on the socket.
+			// Send what is queued first, so frames keep their order.
+			refused += r.flush()
+			if !d.forwardBig(w, r, h, status, t, now) {
+				refused++
+			}
+		case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minFrameOff || snap < int(h.Len):
+			w.c.received++
+			w.c.reasons[DropTruncated]++
+		case w.Handle(s[mac:mac+snap], t, now) == Forwarded:
+			start := mac - sizeofVnetHdr
+			if status&unix.TP_STATUS_VLAN_VALID != 0 {
+				start = insertVLANTag(s, mac, vlanTPID(h, status), h.Vlan_tci)
+			}
+			refused += r.queue(s[start : mac+snap])
+		}
 	}
 	refused += r.flush()
+	r.release()
 	if refused > 0 {
 		w.c.reasons[Forwarded] -= uint64(refused)
 		w.c.reasons[DropTxError] += uint64(refused)
 	}
+}
+
+// forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket,
+// decides it and sends it at once. It returns false only if the frame was
+// forwarded but the kernel refused to send it.
+func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, t *balancer.Table, now int64) bool {
+	const off = vlanTagLen // room to put a VLAN tag back
+	n := r.recvBig(off)
+	if n < sizeofVnetHdr+1 {
+		w.c.received++
+		w.c.reasons[DropTruncated]++
+		return true
+	}
+	mac := off + sizeofVnetHdr
+	if w.Handle(r.big[mac:off+n], t, now) != Forwarded {
+		return true
+	}
+	start := off
+	if status&unix.TP_STATUS_VLAN_VALID != 0 {
+		start = insertVLANTag(r.big, mac, vlanTPID(h, status), h.Vlan_tci)
+	}
+	return r.send(r.big[start : off+n])
+}
+
+// vlanTPID is the TPID of the tag the kernel took off a received frame.
+func vlanTPID(h *unix.Tpacket2Hdr, status uint32) uint16 {
+	if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+		return h.Vlan_tpid
+	}
+	return etherTypeVLAN
 }

@@ -4,16 +4,28 @@
 //
 // # Shape
 //
-// Each worker owns one AF_PACKET socket with a TPACKET_V3 receive ring
-// (memory-mapped blocks, 64 × 256 KiB by default). The sockets are joined by
-// PACKET_FANOUT in hash mode, so the kernel sends every packet of a flow to the
-// same worker; the workers share nothing but the read-only table. A classic BPF
-// socket filter lets only IPv4/IPv6 frames addressed to a VIP reach the rings,
-// and PACKET_IGNORE_OUTGOING keeps the balancer from seeing its own frames.
-// A worker takes a whole ring block at a time, decides every frame in it,
-// rewrites the forwarded ones in place and hands them to the kernel with
-// sendmmsg straight out of the ring (no copy in userspace), then returns the
-// block. PACKET_QDISC_BYPASS skips the qdisc layer on transmit.
+// Each worker owns one AF_PACKET socket with a TPACKET_V2 receive ring
+// (memory-mapped slots, 8192 × 2 KiB by default). With more than one worker
+// the sockets are joined by PACKET_FANOUT in hash mode, so the kernel sends
+// every packet of a flow to the same worker; the workers share nothing but
+// the read-only table. A classic BPF socket filter lets only IPv4/IPv6 frames
+// addressed to a VIP reach the rings, and PACKET_IGNORE_OUTGOING keeps the
+// balancer from seeing its own frames.
+//
+// The kernel hands over every slot on its own, so no frame waits for others
+// to fill a batch. A worker takes the ready slots (up to a transmit batch),
+// decides every frame, rewrites the forwarded ones in place and hands them to
+// the kernel with sendmmsg straight out of the ring (no copy in userspace),
+// then returns the slots. PACKET_QDISC_BYPASS skips the qdisc layer on
+// transmit. A frame too large for a slot (jumbo frames, GSO super-frames) is
+// queued whole on the socket with PACKET_COPY_THRESH and its slot says so;
+// the worker reads it with recvfrom and sends it after the frames before it,
+// so order is kept. When its ring runs empty a worker spins on it for
+// RingConfig.BusyPoll (50 µs by default, yielding the CPU to anything else
+// runnable) before it sleeps in poll: a worker that never sleeps needs no
+// wake-up, which on a VM costs more than forwarding a frame. Worker threads
+// are locked to their goroutine and run at nice -10 when allowed
+// (CAP_SYS_NICE): under load they compete with the kernel's receive work.
 //
 // # Offloads
 //
@@ -30,7 +42,7 @@
 // Parse reads Ethernet (with up to two VLAN tags), IPv4 or IPv6 (with
 // extension headers) and the TCP/UDP ports into a Packet the worker owns. The
 // service is found by (VIP, protocol, port) in the current balancer.Table,
-// loaded once per ring block from an atomic pointer. The worker's flow table
+// loaded once per batch from an atomic pointer. The worker's flow table
 // (5-tuple → backend, set-associative, bounded, least recently seen evicted
 // first) keeps a flow on its backend when the table changes later; a flow
 // whose backend left the table is re-picked by Maglev. Fragments are balanced
@@ -48,9 +60,11 @@
 //
 // # Memory
 //
-// Per worker: the ring (RingConfig.BlockSize × Blocks) and the flow table
-// (FlowEntryBytes × entries, entries rounded up to a power of two). With the
-// defaults, 16 MiB + 4.5 MiB per worker.
+// Per worker: the ring (RingConfig.FrameSize × Frames), a 128 KiB buffer for
+// frames too large for a slot, up to 8 MiB of such frames queued on the
+// socket (SO_RCVBUF), and the flow table (FlowEntryBytes × entries, entries
+// rounded up to a power of two). With the defaults, 16 MiB + 4.5 MiB per
+// worker, plus the socket queue when large frames arrive faster than read.
 //
 // # Attracting the traffic
 //

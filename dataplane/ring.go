@@ -2,53 +2,63 @@ package dataplane
 
 import "time"
 
-// RingConfig sizes a worker's TPACKET_V3 receive ring.
+// RingConfig sizes a worker's TPACKET_V2 receive ring.
 type RingConfig struct {
-	// BlockSize is the size of one ring block in bytes: a power of two,
-	// a multiple of the page size, large enough for a 64 KiB GSO frame.
-	BlockSize int
-	// Blocks is the number of blocks per worker.
-	Blocks int
-	// BlockTimeout is how long the kernel keeps a partly filled block before
-	// handing it to the worker. It bounds the latency added at low rates.
-	BlockTimeout time.Duration
-	// TxBatch is the most frames handed to the kernel in one sendmmsg.
+	// FrameSize is the size of one ring slot in bytes: a power of two of at
+	// least 2048, so that a full-MTU Ethernet frame fits with its metadata.
+	// Larger frames (jumbo frames, GSO super-frames) do not go through the
+	// slots: the kernel queues them on the socket and marks their slot, and
+	// the worker reads them with one recvfrom each.
+	FrameSize int
+	// Frames is the number of slots per worker, rounded up to fill whole
+	// ring blocks.
+	Frames int
+	// TxBatch is the most frames a worker takes from the ring before it
+	// hands the forwarded ones to the kernel in one sendmmsg.
 	TxBatch int
+	// BusyPoll is how long a worker whose ring ran empty keeps watching it
+	// before it sleeps in poll. Spinning spends that CPU time, but a worker
+	// that does not sleep needs no wake-up (on a VM, waking an idle vCPU can
+	// take longer than forwarding a frame). Negative: sleep at once.
+	BusyPoll time.Duration
 }
 
-// DefaultRingConfig is 64 blocks of 256 KiB (16 MiB per worker), a 1 ms
-// block timeout and transmit batches of 256 frames.
-var DefaultRingConfig = RingConfig{BlockSize: 1 << 18, Blocks: 64, BlockTimeout: time.Millisecond, TxBatch: 256}
+// DefaultRingConfig is 8192 slots of 2 KiB (16 MiB per worker), transmit
+// batches of up to 64 frames and 50 µs of busy polling.
+var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, BusyPoll: 50 * time.Microsecond}
 
 func (c RingConfig) withDefaults() RingConfig {
 	d := DefaultRingConfig
-	if c.BlockSize > 0 {
-		d.BlockSize = c.BlockSize
+	if c.FrameSize > 0 {
+		d.FrameSize = c.FrameSize
 	}
-	if c.Blocks > 0 {
-		d.Blocks = c.Blocks
-	}
-	if c.BlockTimeout > 0 {
-		d.BlockTimeout = c.BlockTimeout
+	if c.Frames > 0 {
+		d.Frames = c.Frames
 	}
 	if c.TxBatch > 0 {
 		d.TxBatch = c.TxBatch
 	}
+	if c.BusyPoll != 0 {
+		d.BusyPoll = max(c.BusyPoll, 0)
+	}
 	return d
 }
 
-// Offsets into a TPACKET_V3 block (struct tpacket_block_desc, hdr.bh1).
 const (
-	blockStatusOff   = 8
-	blockNumPktsOff  = 12
-	blockFirstPktOff = 16
+	// ringBlockSize is the unit in which the kernel allocates ring memory.
+	// Slots never straddle blocks, so it must be a multiple of FrameSize.
+	ringBlockSize = 1 << 16
+
+	// bigFrameSize bounds a frame read from the socket queue (a GSO
+	// super-frame is at most 64 KiB of IP packet plus headers).
+	bigFrameSize = 1 << 17
 
 	// sizeofVnetHdr is struct virtio_net_hdr, which precedes every frame in
 	// the ring and every frame we send, because of PACKET_VNET_HDR.
 	sizeofVnetHdr = 10
 	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
 
-	// minFrameOff is the lowest offset in a ring frame slot that is free:
-	// after struct tpacket3_hdr (48 bytes) and struct sockaddr_ll (20 bytes).
-	minFrameOff = 48 + 20
+	// minFrameOff is the lowest offset in a ring slot that is free: after
+	// struct tpacket2_hdr (32 bytes) and struct sockaddr_ll (20 bytes).
+	minFrameOff = 32 + 20
 )

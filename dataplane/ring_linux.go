@@ -5,23 +5,32 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// ring is one AF_PACKET socket with a TPACKET_V3 RX ring, used by one worker
+// ring is one AF_PACKET socket with a TPACKET_V2 RX ring, used by one worker
 // to receive and (with sendmmsg, straight from the ring) to transmit.
+//
+// The kernel hands over each slot on its own (TP_STATUS_USER) and wakes a
+// sleeping worker for it, so a frame waits for no batch to fill. The worker
+// takes the ready slots in order, queues the forwarded frames for transmit,
+// and returns the slots to the kernel only after the frames in them were sent.
 type ring struct {
 	fd        int
 	mem       []byte
-	blockSize int
-	blocks    int
-	cur       int
+	frameSize int
+	frames    int
+	cur       int // next slot to look at
+	held      int // slots before cur that are taken but not yet returned
 
-	// transmit batch: iovecs point into ring memory of blocks not yet
-	// released.
+	// big receives a frame that did not fit a slot (TP_STATUS_COPY).
+	big []byte
+
+	// transmit batch: iovecs point into held slots.
 	msgs []unix.Mmsghdr
 	iovs []unix.Iovec
 	n    int
@@ -30,19 +39,26 @@ type ring struct {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // openRing opens a socket bound to ifindex, receiving through the VIP filter
-// into a TPACKET_V3 ring, joined to fanout group fanoutID.
-func openRing(ifindex int, cfg RingConfig, fanoutID uint16, filter []bpf.Instruction) (*ring, error) {
+// into a TPACKET_V2 ring, joined to fanout group fanoutID (negative: none,
+// for a single worker, which then spares the kernel a flow hash per frame).
+func openRing(ifindex int, cfg RingConfig, fanoutID int, filter []bpf.Instruction) (*ring, error) {
+	if cfg.FrameSize < 2048 || cfg.FrameSize > ringBlockSize || cfg.FrameSize&(cfg.FrameSize-1) != 0 {
+		return nil, fmt.Errorf("ring frame size %d: want a power of two from 2048 to %d", cfg.FrameSize, ringBlockSize)
+	}
+	perBlock := ringBlockSize / cfg.FrameSize
+	blocks := (max(cfg.Frames, 1) + perBlock - 1) / perBlock
 	// Protocol 0 receives nothing until bind, so no unfiltered frame slips
 	// in while the socket is being set up.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket(AF_PACKET)", err)
 	}
-	r := &ring{fd: fd, blockSize: cfg.BlockSize, blocks: cfg.Blocks}
-	if err := r.setup(ifindex, cfg, fanoutID, filter); err != nil {
+	r := &ring{fd: fd, frameSize: cfg.FrameSize, frames: blocks * perBlock}
+	if err := r.setup(ifindex, blocks, fanoutID, filter); err != nil {
 		r.close()
 		return nil, err
 	}
+	r.big = make([]byte, bigFrameSize)
 	r.msgs = make([]unix.Mmsghdr, cfg.TxBatch)
 	r.iovs = make([]unix.Iovec, cfg.TxBatch)
 	for i := range r.msgs {
@@ -52,40 +68,49 @@ func openRing(ifindex int, cfg RingConfig, fanoutID uint16, filter []bpf.Instruc
 	return r, nil
 }
 
-func (r *ring) setup(ifindex int, cfg RingConfig, fanoutID uint16, filter []bpf.Instruction) error {
+// rcvBuf is the socket receive buffer, which holds frames too large for a
+// slot until the worker reads them: room for a few dozen GSO super-frames.
+const rcvBuf = 8 << 20
+
+func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) error {
 	fd := r.fd
 	if err := setFilter(fd, filter); err != nil {
 		return err
 	}
 	opts := []struct {
 		name      string
+		level     int
 		opt, val  int
 		mandatory bool
 	}{
-		{"PACKET_VERSION=TPACKET_V3", unix.PACKET_VERSION, unix.TPACKET_V3, true},
-		{"PACKET_VNET_HDR", unix.PACKET_VNET_HDR, 1, true},
-		{"PACKET_IGNORE_OUTGOING", unix.PACKET_IGNORE_OUTGOING, 1, true},
-		{"PACKET_QDISC_BYPASS", unix.PACKET_QDISC_BYPASS, 1, false},
+		{"PACKET_VERSION=TPACKET_V2", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, true},
+		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1, true},
+		{"PACKET_IGNORE_OUTGOING", unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1, true},
+		// A frame larger than a slot goes to the socket's queue whole, and
+		// its slot says so (TP_STATUS_COPY), instead of being truncated.
+		{"PACKET_COPY_THRESH", unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1, true},
+		{"PACKET_QDISC_BYPASS", unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1, false},
+		{"SO_RCVBUFFORCE", unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf, false},
 	}
 	for _, o := range opts {
-		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o.opt, o.val); err != nil && o.mandatory {
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil && o.mandatory {
 			return fmt.Errorf("set %s: %w", o.name, os.NewSyscallError("setsockopt", err))
 		}
 	}
-	req := unix.TpacketReq3{
-		Block_size:     uint32(cfg.BlockSize),
-		Block_nr:       uint32(cfg.Blocks),
-		Frame_size:     uint32(cfg.BlockSize), // V3 frames are variable; must divide the block
-		Frame_nr:       uint32(cfg.Blocks),
-		Retire_blk_tov: uint32(max(1, cfg.BlockTimeout.Milliseconds())),
+	req := unix.TpacketReq{
+		Block_size: ringBlockSize,
+		Block_nr:   uint32(blocks),
+		Frame_size: uint32(r.frameSize),
+		Frame_nr:   uint32(r.frames),
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", cfg.Blocks, cfg.BlockSize, os.NewSyscallError("setsockopt", err))
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return fmt.Errorf("set PACKET_RX_RING (%d slots of %d bytes): %w", r.frames, r.frameSize, os.NewSyscallError("setsockopt", err))
 	}
-	mem, err := unix.Mmap(fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
+	size := blocks * ringBlockSize
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
 	if err != nil {
 		// MAP_LOCKED fails under a small RLIMIT_MEMLOCK; the ring works without.
-		mem, err = unix.Mmap(fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		mem, err = unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	}
 	if err != nil {
 		return fmt.Errorf("mmap rx ring: %w", os.NewSyscallError("mmap", err))
@@ -95,9 +120,11 @@ func (r *ring) setup(ifindex int, cfg RingConfig, fanoutID uint16, filter []bpf.
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("bind to ifindex %d: %w", ifindex, os.NewSyscallError("bind", err))
 	}
-	fanout := int(fanoutID) | unix.PACKET_FANOUT_HASH<<16
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanout); err != nil {
-		return fmt.Errorf("join PACKET_FANOUT group %d: %w", fanoutID, os.NewSyscallError("setsockopt", err))
+	if fanoutID >= 0 {
+		fanout := fanoutID&0xffff | unix.PACKET_FANOUT_HASH<<16
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanout); err != nil {
+			return fmt.Errorf("join PACKET_FANOUT group %d: %w", fanoutID, os.NewSyscallError("setsockopt", err))
+		}
 	}
 	return nil
 }
@@ -119,19 +146,59 @@ func setFilter(fd int, filter []bpf.Instruction) error {
 	return nil
 }
 
-func (r *ring) block(i int) []byte {
-	off := i * r.blockSize
-	return r.mem[off : off+r.blockSize : off+r.blockSize]
+// slot returns ring slot i, which is valid while the worker holds it.
+func (r *ring) slot(i int) []byte {
+	off := i * r.frameSize
+	return r.mem[off : off+r.frameSize : off+r.frameSize]
 }
 
-func blockStatus(b []byte) *uint32 { return (*uint32)(unsafe.Pointer(&b[blockStatusOff])) }
+func slotHdr(s []byte) *unix.Tpacket2Hdr { return (*unix.Tpacket2Hdr)(unsafe.Pointer(&s[0])) }
 
-// ready reports whether the current block belongs to userspace.
+// next returns the current slot and its status if the kernel has handed it
+// over, and moves past it; the slot is then held until release.
+func (r *ring) next() (s []byte, status uint32, ok bool) {
+	s = r.slot(r.cur)
+	status = atomic.LoadUint32(&slotHdr(s).Status)
+	if status&unix.TP_STATUS_USER == 0 {
+		return nil, 0, false
+	}
+	r.cur++
+	if r.cur == r.frames {
+		r.cur = 0
+	}
+	r.held++
+	return s, status, true
+}
+
+// ready reports whether the current slot belongs to userspace.
 func (r *ring) ready() bool {
-	return atomic.LoadUint32(blockStatus(r.block(r.cur)))&unix.TP_STATUS_USER != 0
+	return atomic.LoadUint32(&slotHdr(r.slot(r.cur)).Status)&unix.TP_STATUS_USER != 0
 }
 
-// wait blocks in poll until the current block is ready or timeoutMs passes.
+// spin watches the current slot for up to d and reports whether it became
+// ready.
+func (r *ring) spin(d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	h := &slotHdr(r.slot(r.cur)).Status
+	deadline := time.Now().Add(d)
+	for {
+		for range 64 {
+			if atomic.LoadUint32(h)&unix.TP_STATUS_USER != 0 {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		// Let a thread waiting for this CPU run first: a worker that
+		// spins must not starve its neighbours.
+		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	}
+}
+
+// wait blocks in poll until the current slot is ready or timeoutMs passes.
 func (r *ring) wait(timeoutMs int) error {
 	fds := [1]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
 	for !r.ready() {
@@ -147,16 +214,22 @@ func (r *ring) wait(timeoutMs int) error {
 	return nil
 }
 
-// release hands the current block back to the kernel and moves on.
+// release hands every held slot back to the kernel, oldest first. Nothing
+// queued for transmit may point into them any more.
 func (r *ring) release() {
-	atomic.StoreUint32(blockStatus(r.block(r.cur)), unix.TP_STATUS_KERNEL)
-	r.cur++
-	if r.cur == r.blocks {
-		r.cur = 0
+	i := r.cur - r.held
+	if i < 0 {
+		i += r.frames
+	}
+	for ; r.held > 0; r.held-- {
+		atomic.StoreUint32(&slotHdr(r.slot(i)).Status, unix.TP_STATUS_KERNEL)
+		if i++; i == r.frames {
+			i = 0
+		}
 	}
 }
 
-// queue adds buf (which lives in ring memory) to the transmit batch, flushing
+// queue adds buf (which lives in a held slot) to the transmit batch, flushing
 // the batch when it is full. It returns the number of frames the kernel
 // refused.
 func (r *ring) queue(buf []byte) (refused int) {
@@ -192,10 +265,41 @@ func (r *ring) flush() (refused int) {
 	return refused
 }
 
+// recvBig reads the frame at the head of the socket queue, one that did not
+// fit a slot, into r.big at offset off, preceded by its virtio_net_hdr. It
+// returns the number of bytes read (header included), or -1 if there was no
+// frame or it did not fit.
+func (r *ring) recvBig(off int) int {
+	b := r.big[off:]
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0 || int(n) > len(b):
+			return -1
+		}
+		return int(n)
+	}
+}
+
+// send transmits one frame at once, outside the batch. It reports whether
+// the kernel took it.
+func (r *ring) send(buf []byte) bool {
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(r.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			unix.MSG_DONTWAIT, 0, 0)
+		if errno != unix.EINTR {
+			return errno == 0
+		}
+	}
+}
+
 // kernelDrops returns the frames the kernel dropped for want of ring space
 // since the last call (reading resets the kernel's counter).
 func (r *ring) kernelDrops() uint64 {
-	st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	st, err := unix.GetsockoptTpacketStats(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return 0
 	}

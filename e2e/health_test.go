@@ -55,7 +55,9 @@ func TestHealthKillAndRestart(t *testing.T) {
 	victim := l.servers[1]
 	killed := time.Now()
 	l.stopHTTP(victim)
-	seen, ok := l.waitLog("backend "+victim.Addr4.String()+" down", 10*time.Second)
+	// Detection is when the table without the victim is published (the
+	// engine logs the health event just before it rebuilds the table).
+	seen, ok := l.waitLog(`why="backend `+victim.Addr4.String()+` down"`, 10*time.Second)
 	if !ok {
 		g.stop()
 		t.Fatalf("%s never marked down\n%s", victim.Name, l.lbOut.String())
@@ -64,7 +66,7 @@ func TestHealthKillAndRestart(t *testing.T) {
 	time.Sleep(time.Second) // steady state without the victim
 	restarted := time.Now()
 	l.startHTTP(victim)
-	back, ok := l.waitLog("backend "+victim.Addr4.String()+" up", 10*time.Second)
+	back, ok := l.waitLog(`why="backend `+victim.Addr4.String()+` up"`, 10*time.Second)
 	if !ok {
 		g.stop()
 		t.Fatalf("%s never came back up\n%s", victim.Name, l.lbOut.String())
