@@ -143,3 +143,10 @@ func fail(stderr io.Writer, code int, format string, args ...any) int {
 }
 
 var _ = os.Stdout
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

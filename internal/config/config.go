@@ -25,6 +25,7 @@ const (
 
 	defaultFlowTableSize   = 65536
 	maxFlowTableSize       = 1 << 24
+	maxBusyPoll            = 10 * time.Millisecond
 	defaultIdleTimeout     = 5 * time.Minute
 	defaultNeighborRefresh = 10 * time.Second
 	minNeighborRefresh     = time.Second
@@ -58,6 +59,9 @@ type Config struct {
 	// DrainTimeout is how long a draining backend (weight 0) keeps its
 	// established flows; 0 means until they end.
 	DrainTimeout time.Duration
+	// BusyPoll is how long a worker whose ring ran empty keeps watching it
+	// before it sleeps; 0 means it sleeps at once.
+	BusyPoll time.Duration
 	// Services is never empty.
 	Services []Service
 }
@@ -188,6 +192,15 @@ func Parse(data []byte) (*Config, error) {
 	return c, nil
 }
 
+// SetBusyPoll sets BusyPoll, as the busy_poll key would.
+func (c *Config) SetBusyPoll(d time.Duration) error {
+	if d < 0 || d > maxBusyPoll {
+		return fmt.Errorf("must be between 0s and %s, got %s", maxBusyPoll, d)
+	}
+	c.BusyPoll = d
+	return nil
+}
+
 func defaultConfig() *Config {
 	return &Config{
 		FlowTable: FlowTable{
@@ -196,11 +209,16 @@ func defaultConfig() *Config {
 		},
 		NeighborRefresh: defaultNeighborRefresh,
 		Admin:           DefaultAdmin,
+		BusyPoll:        DefaultBusyPoll,
 	}
 }
 
 // DefaultAdmin is the admin endpoint's default address: loopback only.
 const DefaultAdmin = "127.0.0.1:9180"
+
+// DefaultBusyPoll is how long a worker spins on its empty ring before it
+// sleeps, unless busy_poll says otherwise.
+const DefaultBusyPoll = 50 * time.Microsecond
 
 // field identifies one value of a Config independently of where it came
 // from, so that validation can report it as a YAML path with a line or as a
@@ -308,7 +326,7 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
 	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
 	backendKeys   = []string{"address", "mac", "weight", "health"}
@@ -374,6 +392,9 @@ func (d *decoder) decode(data []byte) *Config {
 	}
 	if v, ok := d.duration(topField("drain_timeout"), top["drain_timeout"]); ok {
 		c.DrainTimeout = v
+	}
+	if v, ok := d.duration(topField("busy_poll"), top["busy_poll"]); ok {
+		c.BusyPoll = v
 	}
 	if n := top["services"]; d.list(topField("services"), n) {
 		for i, sn := range n.Content {
@@ -728,6 +749,9 @@ func (c *Config) validate(r *report) {
 	}
 	if c.DrainTimeout < 0 {
 		r.add(topField("drain_timeout"), "must not be negative, got "+c.DrainTimeout.String())
+	}
+	if c.BusyPoll < 0 || c.BusyPoll > maxBusyPoll {
+		r.add(topField("busy_poll"), fmt.Sprintf("must be between 0s and %s, got %s", maxBusyPoll, c.BusyPoll))
 	}
 
 	type key struct {

@@ -35,6 +35,7 @@ func TestLoadExample(t *testing.T) {
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
+		BusyPoll:        DefaultBusyPoll,
 		Services: []Service{{
 			Name:      "web",
 			VIP:       netip.MustParseAddr("10.0.0.100"),
@@ -73,6 +74,7 @@ services:
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
+		BusyPoll:        DefaultBusyPoll,
 		Services: []Service{{
 			Name:      "dns",
 			VIP:       netip.MustParseAddr("2001:db8::53"),
@@ -93,6 +95,7 @@ workers: 256
 seed: 18446744073709551615
 flow_table: {size: 16777216, idle_timeout: 90s}
 neighbor_refresh: 1s
+busy_poll: 0s
 services:
   - {name: dns, vip: 2001:db8::53, port: 53, protocol: UDP, table_size: 7,
      backends: [{address: 2001:db8::1, weight: 0}, {address: 2001:db8::2, weight: 65535}]}
@@ -103,7 +106,7 @@ services:
 		t.Fatalf("Parse: %v", err)
 	}
 	if got.Workers != 256 || got.Seed != 1<<64-1 || got.FlowTable.Size != 1<<24 ||
-		got.FlowTable.IdleTimeout != 90*time.Second || got.NeighborRefresh != time.Second {
+		got.FlowTable.IdleTimeout != 90*time.Second || got.NeighborRefresh != time.Second || got.BusyPoll != 0 {
 		t.Errorf("top-level values not taken: %+v", got)
 	}
 	s := got.Services[0]
@@ -290,6 +293,16 @@ var parseErrorCases = []struct {
 			`neighbor_refresh: must be at least 1s, got 500ms (line 1)`,
 			`flow_table.idle_timeout: must be positive, got 0s (line 3)`,
 		},
+	},
+	{
+		name: "busy_poll out of range",
+		in:   "busy_poll: 1s\n" + validYAML,
+		want: []string{`busy_poll: must be between 0s and 10ms, got 1s (line 1)`},
+	},
+	{
+		name: "busy_poll negative",
+		in:   "busy_poll: -1us\n" + validYAML,
+		want: []string{`busy_poll: must be between 0s and 10ms, got -1µs (line 1)`},
 	},
 	{
 		name: "workers -1",
@@ -703,6 +716,7 @@ func TestFromFlags(t *testing.T) {
 		FlowTable:       FlowTable{Size: 65536, IdleTimeout: 5 * time.Minute},
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
+		BusyPoll:        DefaultBusyPoll,
 		Services: []Service{
 			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537,
 				Health: defaultHealth(), Backends: v4},

@@ -51,6 +51,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		Workers:         cfg.Workers,
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
+		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll)},
 		Log:             log,
 	}, t)
 	if err != nil {
@@ -129,4 +130,13 @@ func needsDSRProber(cfg *config.Config) bool {
 		}
 	}
 	return false
+}
+
+// busyPoll turns the config's busy_poll (0: off) into RingConfig.BusyPoll
+// (0: the default, negative: off).
+func busyPoll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
