@@ -49,6 +49,10 @@ type Checker struct {
 
 	// Owned by Run.
 	passes, fails int // consecutive
+	// outstanding receives the result of an abandoned Probe call that has
+	// not been seen to return (nil: none), started at outstandingSince.
+	outstanding      <-chan error
+	outstandingSince time.Time
 
 	mu          sync.Mutex
 	healthy     bool
@@ -83,10 +87,23 @@ func NewChecker(p Prober, s Spec, t Target, initial bool, events chan<- Event, c
 // Run probes until ctx is done. The first probe starts after a random delay
 // in [0, Interval), and each next one Interval ±10% after the start of the
 // previous one (at once if the previous probe took longer), so the checks of
-// many backends spread out instead of firing together. At most one probe is
-// in flight; its context ends after Timeout. Run sends each state change on
-// the events channel, blocking until it is taken or ctx is done, and never
-// sends after it returns. Call Run at most once at a time.
+// many backends spread out instead of firing together. Each probe's context
+// ends after Timeout. Run sends each state change on the events channel,
+// blocking until it is taken or ctx is done, and never sends after it
+// returns. Call Run at most once at a time.
+//
+// A probe that has not returned a Timeout after its context ended (2 ×
+// Timeout after it started) is abandoned: Run counts it as failed ("tcp
+// connect 10.0.0.12:80: probe did not return within 2s (timeout 1s)") and
+// goes on with its schedule. Until the abandoned Probe call returns, Run
+// starts no other: each probe that falls due meanwhile is counted as failed
+// at once ("... not started: the previous probe is still running after
+// 3s"). So at most one Probe call per Checker is ever outstanding, and one
+// that hangs takes the backend down after Fall probes as a failing one
+// would. The abandoned call's result, when it comes, is discarded. Run
+// returns when ctx is done even if a Probe call has not returned; that call's
+// goroutine ends when Probe returns, and a later Run of the same Checker
+// starts no probe until it has.
 func (c *Checker) Run(ctx context.Context) {
 	wait := time.Duration(rand.Int64N(int64(c.spec.Interval)))
 	for {
@@ -96,12 +113,11 @@ func (c *Checker) Run(ctx context.Context) {
 		case <-c.clock.After(wait):
 		}
 		start := c.clock.Now()
-		err := c.probe(ctx)
+		latency, err := c.probe(ctx, start)
 		if ctx.Err() != nil {
 			return // the result of an interrupted probe means nothing
 		}
-		end := c.clock.Now()
-		ev, changed := c.record(err, end.Sub(start), end)
+		ev, changed := c.record(err, latency, c.clock.Now())
 		if changed && c.events != nil {
 			select {
 			case c.events <- ev:
@@ -119,21 +135,63 @@ func (c *Checker) jitter() time.Duration {
 	return time.Duration(i - i/10 + rand.Int64N(i/5+1))
 }
 
-// probe runs one probe whose context ends after Timeout on the clock.
-func (c *Checker) probe(ctx context.Context) error {
+// probe runs the probe that is due at start and returns how long it took
+// and its result. Its context ends after Timeout on the clock; if Probe has
+// not returned a Timeout later, probe abandons it and fails. While an
+// abandoned Probe call has not returned, probe starts none and fails at
+// once, with the time the outstanding call has run so far as its latency.
+func (c *Checker) probe(ctx context.Context, start time.Time) (time.Duration, error) {
+	if c.outstanding != nil {
+		select {
+		case <-c.outstanding: // returned at last; its result is discarded
+			c.outstanding = nil
+		default:
+			ran := start.Sub(c.outstandingSince)
+			return ran, fmt.Errorf("%s: not started: the previous probe is still running after %v",
+				c.spec.name(c.target), ran)
+		}
+	}
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timeout := c.clock.After(c.spec.Timeout)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
+	abandon := c.clock.After(c.abandonAfter())
+	// Buffered, so that the goroutine ends when Probe returns even if
+	// nobody waits for the result any more.
+	result := make(chan error, 1)
+	go func() { result <- c.prober.Probe(pctx, c.target) }()
+	for {
 		select {
+		case err := <-result:
+			return c.clock.Now().Sub(start), err
 		case <-timeout:
+			timeout = nil
 			cancel(errProbeTimeout)
-		case <-done:
+		case <-abandon:
+			select {
+			case err := <-result: // a result that is in is never discarded
+				return c.clock.Now().Sub(start), err
+			default:
+			}
+			cancel(errProbeTimeout)
+			c.outstanding, c.outstandingSince = result, start
+			return c.clock.Now().Sub(start), fmt.Errorf("%s: probe did not return within %v (timeout %v)",
+				c.spec.name(c.target), c.abandonAfter(), c.spec.Timeout)
+		case <-ctx.Done():
+			// Run returns; the call ends soon with its context, if it heeds
+			// it. A later Run must not start a second one beside it.
+			c.outstanding, c.outstandingSince = result, start
+			return 0, ctx.Err()
 		}
-	}()
-	return c.prober.Probe(pctx, c.target)
+	}
+}
+
+// abandonAfter is how long after its start a probe that has not returned is
+// counted as failed: its Timeout plus a grace of another Timeout for a
+// prober that heeds its context late. Probers bound themselves by Timeout,
+// so this is reached only by a Probe call that is stuck, such as a netlink
+// call waiting for the kernel's rtnl lock.
+func (c *Checker) abandonAfter() time.Duration {
+	return 2 * c.spec.Timeout
 }
 
 // record counts a probe's result and returns the event if the state changes.
@@ -179,7 +237,9 @@ func (c *Checker) LastError() string {
 
 // LastLatency returns how long the last probe took, on the Checker's clock.
 // A passing IPv4 DSR-path probe always takes the whole Timeout (see the
-// package doc).
+// package doc). An abandoned probe took 2 × Timeout; for a probe not started
+// because an abandoned one is still running, LastLatency is how long that
+// one has run.
 func (c *Checker) LastLatency() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()

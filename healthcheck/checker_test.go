@@ -74,6 +74,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type scriptProber struct {
 	calls               chan probeCall
 	inflight, maxFlight atomic.Int32
+	total               atomic.Int32 // Probe calls so far
 }
 
 type probeCall struct {
@@ -82,6 +83,7 @@ type probeCall struct {
 }
 
 func (p *scriptProber) Probe(ctx context.Context, t Target) error {
+	p.total.Add(1)
 	n := p.inflight.Add(1)
 	defer p.inflight.Add(-1)
 	for {
@@ -125,9 +127,15 @@ func newHarness(t *testing.T, s Spec, initial bool, events chan Event) *harness 
 	return h
 }
 
+// stop cancels Run and waits for it to return, which it must do even while
+// a Probe call hangs.
 func (h *harness) stop() {
 	h.cancel()
-	<-h.done
+	select {
+	case <-h.done:
+	case <-time.After(watchdog):
+		h.t.Error("Run did not return after its context was cancelled")
+	}
 }
 
 // nextAfter waits for the checker's next call of Clock.After.
@@ -159,12 +167,36 @@ func (h *harness) start() probeCall {
 	if d := h.nextAfter(); d != h.spec.Timeout {
 		h.t.Fatalf("probe timeout registered as %v, want %v", d, h.spec.Timeout)
 	}
+	if d := h.nextAfter(); d != 2*h.spec.Timeout {
+		h.t.Fatalf("probe abandonment registered after %v, want %v", d, 2*h.spec.Timeout)
+	}
 	select {
 	case c := <-h.prober.calls:
 		return c
 	case <-time.After(watchdog):
 		h.t.Fatal("the checker never probed")
 		return probeCall{}
+	}
+}
+
+// skip wakes the checker for a probe that must not start, because an
+// abandoned one is still running, and waits until it has counted it as
+// failed and gone to sleep again.
+func (h *harness) skip() {
+	h.t.Helper()
+	h.clock.Advance(h.waitAsleep())
+	h.asleep = false
+	// A started probe would register its timeout before its goroutine
+	// exists: the next After must be the sleep.
+	if d := h.nextAfter(); d == h.spec.Timeout {
+		h.t.Fatal("a probe started while an abandoned one was still running")
+	} else {
+		h.sleep, h.asleep = d, true
+	}
+	select {
+	case <-h.prober.calls:
+		h.t.Fatal("Probe called while an abandoned call was still running")
+	default:
 	}
 }
 
@@ -310,11 +342,12 @@ func TestProbeBoundedByTimeout(t *testing.T) {
 }
 
 func TestOneProbeInFlight(t *testing.T) {
-	s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 500 * time.Millisecond}
+	s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 5 * time.Second}
 	h := newHarness(t, s, true, make(chan Event, 100))
 	slow := h.start()
-	// Ten intervals pass while the probe hangs (ignoring its context).
-	for range 10 {
+	// Eight intervals pass while the probe runs, short of its abandonment
+	// at 2 × Timeout.
+	for range 8 {
 		h.clock.Advance(s.Interval)
 	}
 	select {
@@ -329,14 +362,200 @@ func TestOneProbeInFlight(t *testing.T) {
 	if d := h.waitAsleep(); d > 0 {
 		t.Fatalf("sleep after an overrunning probe %v, want <= 0", d)
 	}
-	if got := h.c.LastLatency(); got != 10*s.Interval {
-		t.Fatalf("LastLatency %v, want %v", got, 10*s.Interval)
+	if got := h.c.LastLatency(); got != 8*s.Interval {
+		t.Fatalf("LastLatency %v, want %v", got, 8*s.Interval)
 	}
 	for range 5 {
 		h.step(nil)
 	}
 	if m := h.prober.maxFlight.Load(); m != 1 {
 		t.Fatalf("%d probes in flight at once, want 1", m)
+	}
+}
+
+// A Probe call that never returns, not even when its context ends, is
+// counted as failed after 2 × Timeout; the probes due while it still runs
+// are counted as failed without being started, so the backend goes down
+// after Fall probes. Its result, when it comes at last, changes nothing.
+func TestStuckProbeFailsOnSchedule(t *testing.T) {
+	s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 300 * time.Millisecond, Rise: 2, Fall: 3}
+	h := newHarness(t, s, true, make(chan Event, 100))
+
+	stuck := h.start()
+	stuckAt := h.clock.Now()
+	h.clock.Advance(s.Timeout)
+	select {
+	case <-stuck.ctx.Done():
+	case <-time.After(watchdog):
+		t.Fatal("probe context not ended after Timeout")
+	}
+	// The grace: one more Timeout, on the checker's clock.
+	h.clock.Advance(s.Timeout - time.Millisecond)
+	select {
+	case d := <-h.clock.afters:
+		t.Fatalf("the checker went on (After %v) before 2 × Timeout", d)
+	default:
+	}
+	h.clock.Advance(time.Millisecond)
+	h.waitAsleep()
+	if want := "tcp connect 127.0.0.1:80: probe did not return within 600ms (timeout 300ms)"; h.c.LastError() != want {
+		t.Fatalf("LastError %q, want %q", h.c.LastError(), want)
+	}
+	if got := h.c.LastLatency(); got != 2*s.Timeout {
+		t.Fatalf("LastLatency %v, want %v", got, 2*s.Timeout)
+	}
+	// The schedule goes on from the abandoned probe's start.
+	if d := h.waitAsleep(); d < s.Interval-s.Interval/10-2*s.Timeout || d > s.Interval+s.Interval/10-2*s.Timeout {
+		t.Fatalf("sleep after the abandoned probe %v, want Interval ±10%% less %v", d, 2*s.Timeout)
+	}
+	if evs := h.drain(); len(evs) != 0 || !h.c.Healthy() {
+		t.Fatalf("after 1 of 3 failures: events %+v, healthy %v", evs, h.c.Healthy())
+	}
+
+	h.skip()
+	if evs := h.drain(); len(evs) != 0 || !h.c.Healthy() {
+		t.Fatalf("after 2 of 3 failures: events %+v, healthy %v", evs, h.c.Healthy())
+	}
+	h.skip()
+	evs := h.drain()
+	if len(evs) != 1 || evs[0].Healthy || h.c.Healthy() {
+		t.Fatalf("after 3 of 3 failures: events %+v, healthy %v; want one down event", evs, h.c.Healthy())
+	}
+	ran := h.clock.Now().Sub(stuckAt)
+	want := fmt.Sprintf("tcp connect 127.0.0.1:80: not started: the previous probe is still running after %v (3 of 3 failed)", ran)
+	if evs[0].Reason != want || !evs[0].At.Equal(h.clock.Now()) {
+		t.Fatalf("event %+v, want reason %q at %v", evs[0], want, h.clock.Now())
+	}
+	if got := h.c.LastLatency(); got != ran {
+		t.Fatalf("LastLatency %v, want %v: how long the stuck probe has run", got, ran)
+	}
+
+	// Many more intervals pass: still one Probe call, no further events.
+	for range 20 {
+		h.skip()
+	}
+	if evs := h.drain(); len(evs) != 0 {
+		t.Fatalf("events while staying down: %+v", evs)
+	}
+
+	// The stuck call returns a pass at last: discarded. Were it counted,
+	// the next pass would be the second of Rise 2 and bring the backend up.
+	stuck.reply <- nil
+	h.waitReturned()
+	h.step(nil)
+	if evs := h.drain(); len(evs) != 0 || h.c.Healthy() {
+		t.Fatalf("after the late pass and 1 of 2 passes: events %+v, healthy %v", evs, h.c.Healthy())
+	}
+	h.step(nil)
+	if evs := h.drain(); len(evs) != 1 || !evs[0].Healthy || evs[0].Reason != "tcp connect 127.0.0.1:80 ok (2 of 2 passed)" {
+		t.Fatalf("after 2 of 2 passes: events %+v; want one up event", evs)
+	}
+	if m, n := h.prober.maxFlight.Load(), h.prober.total.Load(); m != 1 || n != 3 {
+		t.Fatalf("%d probes in flight at once, %d in all; want 1, 3", m, n)
+	}
+}
+
+// A late result is discarded whatever it says: a failure that comes back
+// after the probe was abandoned does not count a second time.
+func TestStuckProbeLateFailureNotCounted(t *testing.T) {
+	s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 100 * time.Millisecond, Rise: 1, Fall: 2}
+	h := newHarness(t, s, true, make(chan Event, 100))
+	stuck := h.start()
+	h.clock.Advance(2 * s.Timeout)
+	h.waitAsleep() // 1 of 2 failed: the abandoned probe
+	stuck.reply <- errors.New("tcp connect 127.0.0.1:80: late failure")
+	h.waitReturned()
+	// Counted, the late failure would be the second of Fall 2.
+	h.step(nil)
+	h.step(errors.New("down"))
+	if evs := h.drain(); len(evs) != 0 || !h.c.Healthy() {
+		t.Fatalf("events %+v, healthy %v; want none, up", evs, h.c.Healthy())
+	}
+	if h.c.LastError() != "down" {
+		t.Fatalf("LastError %q", h.c.LastError())
+	}
+}
+
+// A prober that hangs on every call never has more than one call out,
+// however long it runs; each call that returns at last lets one more start.
+func TestStuckProbesAtMostOneOutstanding(t *testing.T) {
+	s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 200 * time.Millisecond, Fall: 1}
+	h := newHarness(t, s, true, make(chan Event, 100))
+	for range 5 {
+		stuck := h.start()
+		h.clock.Advance(2 * s.Timeout)
+		h.waitAsleep()
+		for range 3 {
+			h.skip()
+		}
+		if n := h.prober.inflight.Load(); n != 1 {
+			t.Fatalf("%d Probe calls outstanding, want 1", n)
+		}
+		stuck.reply <- nil // late, discarded
+		h.waitReturned()
+	}
+	// 20 probes fell due; only the 5 that found no call outstanding started.
+	if m, n := h.prober.maxFlight.Load(), h.prober.total.Load(); m != 1 || n != 5 {
+		t.Fatalf("%d probes in flight at once, %d in all; want 1, 5", m, n)
+	}
+	// One down event, at the first abandoned probe; the late passes never
+	// brought it up.
+	if evs := h.drain(); len(evs) != 1 || evs[0].Healthy || h.c.Healthy() {
+		t.Fatalf("events %+v, healthy %v; want one down event", evs, h.c.Healthy())
+	}
+}
+
+// Stopping a checker whose Probe call hangs returns at once; the call's
+// goroutine ends when Probe returns, and no other goroutine stays behind.
+func TestRunStopsWithStuckProbe(t *testing.T) {
+	for _, abandoned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("abandoned-%v", abandoned), func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			s := Spec{Kind: KindTCP, Interval: time.Second, Timeout: 100 * time.Millisecond}
+			h := newHarness(t, s, true, make(chan Event, 100))
+			stuck := h.start()
+			if abandoned {
+				h.clock.Advance(2 * s.Timeout)
+				h.waitAsleep()
+			}
+			h.cancel()
+			select {
+			case <-h.done:
+			case <-time.After(watchdog):
+				t.Fatal("Run did not return while its probe hung")
+			}
+			select {
+			case <-stuck.ctx.Done():
+			default:
+				t.Fatal("the hung probe's context did not end with Run")
+			}
+			if n := h.prober.inflight.Load(); n != 1 {
+				t.Fatalf("%d Probe calls outstanding, want the hung one", n)
+			}
+			stuck.reply <- nil
+			h.waitReturned()
+			for deadline := time.Now().Add(watchdog); runtime.NumGoroutine() > before; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d goroutines left, %d before the checker", runtime.NumGoroutine(), before)
+				}
+				runtime.Gosched()
+			}
+		})
+	}
+}
+
+// waitReturned waits until the hung Probe call the test has just answered
+// has returned and its result is in for the checker to find at its next
+// probe. Call it while the checker sleeps or after Run returned: the
+// checker then does not write outstanding.
+func (h *harness) waitReturned() {
+	h.t.Helper()
+	for deadline := time.Now().Add(watchdog); h.prober.inflight.Load() != 0 ||
+		(h.c.outstanding != nil && len(h.c.outstanding) == 0); {
+		if time.Now().After(deadline) {
+			h.t.Fatal("the hung Probe call never returned")
+		}
+		runtime.Gosched()
 	}
 }
 

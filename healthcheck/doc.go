@@ -84,13 +84,29 @@
 // A [Checker] runs one backend's probes: the first after a random delay in
 // [0, Interval), then every Interval ±10% (start to start), so the checks
 // of many backends spread out. At most one probe is in flight, and its
-// context ends after Timeout. The state changes only after Rise consecutive
-// passes (down to up) or Fall consecutive failures (up to down); each
-// change is an [Event] on the channel given to [NewChecker], with a reason
-// such as "http GET /healthz: status 503 (3 of 3 failed)" or "tcp connect
-// 10.0.0.12:80 ok (2 of 2 passed)". The initial state is the caller's: the
-// engine starts backends as up, so that restarting the balancer does not
-// drop the traffic of healthy backends while the first probes run.
+// context ends after Timeout.
+//
+// A probe that never returns cannot freeze a backend's state. Probers bound
+// themselves by Timeout, but a call can still hang (a netlink request in the
+// DSR prober waiting behind the kernel's rtnl lock while a namespace is torn
+// down). A probe still running 2 × Timeout after it started (Timeout plus a
+// grace of one more Timeout) is abandoned and counted as failed: "probe did
+// not return within 2s (timeout 1s)". The schedule goes on, but no probe
+// starts beside the abandoned one: while it has not returned, each probe
+// that falls due is counted as failed without being started ("not started:
+// the previous probe is still running after 3s"). A hung prober thus takes
+// the backend down after Fall probes, like a failing one, with at most one
+// goroutine per Checker left waiting on it; when it returns at last, its
+// result is discarded and probing resumes. A stopped Checker leaves only
+// that goroutine, which ends when Probe returns.
+//
+// The state changes only after Rise consecutive passes (down to up) or Fall
+// consecutive failures (up to down); each change is an [Event] on the
+// channel given to [NewChecker], with a reason such as "http GET /healthz:
+// status 503 (3 of 3 failed)" or "tcp connect 10.0.0.12:80 ok (2 of 2
+// passed)". The initial state is the caller's: the engine starts backends as
+// up, so that restarting the balancer does not drop the traffic of healthy
+// backends while the first probes run.
 //
 // # What it never does
 //

@@ -19,7 +19,8 @@ import (
 // 503" or "tcp connect 10.0.0.12:80: connection refused". Probe returns once
 // ctx is done or the spec's Timeout has passed, whichever is first. A Prober
 // may be shared by the checks of many backends: Probe is safe for
-// concurrent use.
+// concurrent use. A [Checker] calls Probe on a goroutine of its own and
+// counts a call that overruns Timeout by another Timeout as failed.
 type Prober interface {
 	Probe(ctx context.Context, t Target) error
 }
