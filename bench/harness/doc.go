@@ -3,7 +3,7 @@
 // reference, the direct path), repetition after repetition, then runs the
 // latency phase, and returns a Report with every raw window and the
 // summaries (medians, min..max, ratios, extra CPU over the direct path,
-// added latency).
+// added latency, transit through the balancer).
 //
 // # One window
 //

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dsrlb/dsrlb/bench/gen"
+	"github.com/dsrlb/dsrlb/bench/latency"
 	"github.com/dsrlb/dsrlb/bench/testbed"
 )
 
@@ -153,17 +154,33 @@ func TestSummaries(t *testing.T) {
 
 	r.pooled["direct"] = []int64{1000, 2000, 3000}
 	r.pooled["nft"] = []int64{5000, 6000, 7000}
-	r.Measurements = append(r.Measurements,
-		measurement(PhaseLatency, "nft", 1, 1000, 1000, 1000, 20),
+	nft1, nft2 := measurement(PhaseLatency, "nft", 1, 1000, 1000, 1000, 20), measurement(PhaseLatency, "nft", 2, 1000, 1000, 1000, 20)
+	for i, m := range []*Measurement{&nft1, &nft2} {
+		tr := latency.MatchTransit(
+			[]latency.Arrival{{Frame: latency.FrameID{StampNs: 1, Seq: uint32(i)}, RxNs: 100}, {Frame: latency.FrameID{StampNs: 2, Seq: uint32(i)}, RxNs: 200}},
+			[]latency.Arrival{{Frame: latency.FrameID{StampNs: 1, Seq: uint32(i)}, RxNs: 100 + 1000*int64(i+1)}, {Frame: latency.FrameID{StampNs: 3, Seq: 9}, RxNs: 300}})
+		m.setTransit(&tr)
+		r.transitSamples("nft", tr.Samples)
+	}
+	if nft2.Transit == nil || nft2.Transit.Count != 1 || nft2.Transit.P50 != 2000 || nft2.TransitUpstreamOnly != 1 || nft2.TransitDownstreamOnly != 1 {
+		t.Errorf("nft measurement: transit %+v, lb only %d, sink only %d", nft2.Transit, nft2.TransitUpstreamOnly, nft2.TransitDownstreamOnly)
+	}
+	r.transitSamples("dsrlb-w2", nil) // measured, no sample
+	r.Measurements = append(r.Measurements, measurement(PhaseLatency, "dsrlb-w2", 1, 1000, 1000, 1000, 20), nft1, nft2,
 		measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10))
 	r.summarizeLatency()
-	if len(r.Latency) != 2 || r.Latency[0].AddedP50 == nil || *r.Latency[0].AddedP50 != 4000 || r.Latency[1].AddedP50 != nil {
+	if len(r.Latency) != 3 || r.Latency[1].AddedP50 == nil || *r.Latency[1].AddedP50 != 4000 || r.Latency[2].AddedP50 != nil {
 		t.Errorf("latency %+v", r.Latency)
+	}
+	if d, n, x := r.Latency[0].Transit, r.Latency[1].Transit, r.Latency[2].Transit; d == nil || d.Count != 0 || n == nil || n.Count != 2 || n.Min != 1000 || n.Max != 2000 || x != nil {
+		t.Errorf("transit: dsrlb %+v, nft %+v, direct %+v", d, n, x)
 	}
 
 	var out bytes.Buffer
 	r.Print(&out)
-	for _, want := range []string{"dsrlb-w2  / nft      0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50"} {
+	for _, want := range []string{"dsrlb-w2  / nft      0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50",
+		"Transit through the balancer", "  nft               2     1.0µs     2.0µs     2.0µs     2.0µs\n", "  dsrlb-w2          0 ",
+		"nft: left out 2 frame(s) seen at s1 but not on the lb"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -45,7 +45,8 @@ type Report struct {
 	Interrupted bool     `json:"interrupted"`
 	Errors      []string `json:"errors,omitempty"`
 
-	pooled map[string][]int64 // latency samples by mode, all reps
+	pooled        map[string][]int64 // latency samples by mode, all reps
+	pooledTransit map[string][]int64 // transit samples by mode, all reps; a mode is here once its transit was measured
 }
 
 // Machine describes where the run happened.
@@ -96,6 +97,16 @@ type Measurement struct {
 
 	Latency           *latency.Summary `json:"latency,omitempty"`
 	NegativeLatencies int              `json:"negative_latencies,omitempty"`
+	// Transit is the time from the frame's arrival on the balancer's eth0
+	// to its arrival at sink s1, per frame; set in the latency phase for
+	// balancer modes. The counts are latency.Transit's: frames seen on the
+	// lb only (most went to other sinks), at s1 only (the lb's probe
+	// missed them), with a negative transit, or seen twice by one probe.
+	Transit               *latency.Summary `json:"transit,omitempty"`
+	TransitUpstreamOnly   int              `json:"transit_lb_only,omitempty"`
+	TransitDownstreamOnly int              `json:"transit_sink_only,omitempty"`
+	NegativeTransits      int              `json:"negative_transits,omitempty"`
+	TransitDuplicates     int              `json:"transit_duplicates,omitempty"`
 
 	Gen      gen.Result `json:"gen"`
 	ModeNote string     `json:"mode_note,omitempty"`
@@ -116,6 +127,13 @@ func (m *Measurement) setWindow(w testbed.Window) {
 		m.CPUBusy = float64(w.CPU.Busy()) / float64(t)
 	}
 	m.CPUNsPerPkt = perPacketNs(w.CPU.Busy(), testbed.UserHZ, w.Delivered)
+}
+
+func (m *Measurement) setTransit(t *latency.Transit) {
+	s := latency.Summarize(t.Samples)
+	m.Transit = &s
+	m.TransitUpstreamOnly, m.TransitDownstreamOnly = t.UpstreamOnly, t.DownstreamOnly
+	m.NegativeTransits, m.TransitDuplicates = t.Negative, t.Duplicates
 }
 
 // ModeSummary sums up one mode's windows of one phase.
@@ -147,6 +165,9 @@ type LatencySummary struct {
 	Pooled   latency.Summary `json:"pooled"`
 	AddedP50 *time.Duration  `json:"added_p50_ns,omitempty"`
 	AddedP99 *time.Duration  `json:"added_p99_ns,omitempty"`
+	// Transit is the transit through the balancer (see Measurement), all
+	// repetitions pooled; nil for the direct path.
+	Transit *latency.Summary `json:"transit_pooled,omitempty"`
 }
 
 // lowerBoundShare is how much of the offered load a balancer must send for
@@ -167,7 +188,8 @@ func newReport(cfg Config) *Report {
 			Traffic: cfg.Traffic.String(), GenThreads: cfg.GenThreads, Rate: cfg.Rate, RPS: cfg.RPS,
 			BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass,
 		},
-		pooled: map[string][]int64{},
+		pooled:        map[string][]int64{},
+		pooledTransit: map[string][]int64{},
 	}
 	a, p := gen.FlowSpace(cfg.Flows)
 	r.Notes = append(r.Notes, fmt.Sprintf("flows: %d (%d source addresses x %d source ports)", a*p, a, p))
@@ -206,10 +228,22 @@ func machine() Machine {
 	return m
 }
 
-func (r *Report) latencySamples(mode string, s []int64) {
-	const maxPooled = 8 << 20
-	if len(r.pooled[mode])+len(s) <= maxPooled {
-		r.pooled[mode] = append(r.pooled[mode], s...)
+// maxPooled bounds the samples pooled per mode.
+const maxPooled = 8 << 20
+
+func (r *Report) latencySamples(mode string, s []int64) { pool(r.pooled, mode, s) }
+
+// transitSamples pools a window's transit samples; the mode counts as
+// measured even when s is empty.
+func (r *Report) transitSamples(mode string, s []int64) { pool(r.pooledTransit, mode, s) }
+
+// pool appends s to m[mode], unless that would make it longer than
+// maxPooled; m[mode] exists afterwards.
+func pool(m map[string][]int64, mode string, s []int64) {
+	if len(m[mode])+len(s) <= maxPooled {
+		m[mode] = append(m[mode], s...)
+	} else if _, ok := m[mode]; !ok {
+		m[mode] = nil
 	}
 }
 
@@ -333,6 +367,10 @@ func (r *Report) summarizeLatency() {
 	var direct *latency.Summary
 	for _, mode := range r.modeOrder(PhaseLatency) {
 		s := LatencySummary{Mode: mode, Pooled: latency.Summarize(r.pooled[mode])}
+		if t, ok := r.pooledTransit[mode]; ok && mode != "direct" {
+			ts := latency.Summarize(t)
+			s.Transit = &ts
+		}
 		r.Latency = append(r.Latency, s)
 		if mode == "direct" && s.Pooled.Count > 0 {
 			d := s.Pooled
@@ -425,6 +463,7 @@ func (r *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  (+p50/+p99: added over the direct path. CPU at this rate:)\n")
 		r.printModes(w, r.LatencyCPU)
+		r.printTransit(w)
 	}
 	if r.Interrupted {
 		fmt.Fprintf(w, "\nINTERRUPTED: the run was cut short; the numbers above are partial.\n")
@@ -440,6 +479,40 @@ func (r *Report) Print(w io.Writer) {
 	}
 	for _, f := range failed {
 		fmt.Fprintf(w, "failed: %s\n", f)
+	}
+}
+
+// printTransit writes the transit table, if any balancer's transit was
+// measured, and what the matching left out.
+func (r *Report) printTransit(w io.Writer) {
+	var ss []LatencySummary
+	for _, s := range r.Latency {
+		if s.Transit != nil {
+			ss = append(ss, s)
+		}
+	}
+	if len(ss) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nTransit through the balancer (arrival on lb eth0 → arrival at sink s1, kernel timestamps of the same frame; excludes the generator's scheduling)\n")
+	fmt.Fprintf(w, "  %-9s %9s %9s %9s %9s %9s\n", "mode", "samples", "p50", "p90", "p99", "p99.9")
+	for _, s := range ss {
+		p := s.Transit
+		fmt.Fprintf(w, "  %-9s %9d %9s %9s %9s %9s\n", s.Mode, p.Count, us(p.P50), us(p.P90), us(p.P99), us(p.P999))
+	}
+	for _, s := range ss {
+		var sinkOnly, negative, dup int
+		for _, m := range r.Measurements {
+			if m.Phase == PhaseLatency && m.Mode == s.Mode && m.Transit != nil {
+				sinkOnly += m.TransitDownstreamOnly
+				negative += m.NegativeTransits
+				dup += m.TransitDuplicates
+			}
+		}
+		if sinkOnly+negative+dup > 0 {
+			fmt.Fprintf(w, "  %s: left out %d frame(s) seen at s1 but not on the lb (its probe missed them, or at a window's edge), %d with a negative transit, %d seen twice\n",
+				s.Mode, sinkOnly, negative, dup)
+		}
 	}
 }
 

@@ -261,21 +261,40 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 	load.Threads = 1
 	load.StampEvery = stampEvery
 
-	probe, err := latency.Open(h.bed.Sinks[0].NS, h.bed.Sinks[0].Link)
-	if err != nil {
+	var probes latencyProbes
+	var err error
+	if probes.sink, err = latency.Open(h.bed.Sinks[0].NS, h.bed.Sinks[0].Link); err != nil {
 		return err
+	}
+	if slices.ContainsFunc(h.modes, func(m Mode) bool { return m.Name() != "direct" }) {
+		if probes.lb, err = latency.Open(h.bed.LB.NS, h.bed.LB.Link); err != nil {
+			probes.sink.Close()
+			return err
+		}
+		probes.sink.RecordArrivals(true)
+		probes.lb.RecordArrivals(true)
+		h.rep.Notes = append(h.rep.Notes, "latency: a second probe taps the balancer's "+h.bed.LB.Link+" (for transit); it costs every frame arriving there a filter run, for both balancers alike")
 	}
 	pctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var probeErr error
+	var sinkErr, lbErr error
 	wg.Add(1)
-	go func() { defer wg.Done(); probeErr = probe.Run(pctx) }()
+	go func() { defer wg.Done(); sinkErr = probes.sink.Run(pctx) }()
+	if probes.lb != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); lbErr = probes.lb.Run(pctx) }()
+	}
 	defer func() {
 		stop()
 		wg.Wait()
-		probe.Close()
-		if probeErr != nil {
-			h.rep.Errors = append(h.rep.Errors, "latency probe: "+probeErr.Error())
+		report := func(what string, runErr error, p *latency.Probe) {
+			if err := errors.Join(runErr, p.Close()); err != nil {
+				h.rep.Errors = append(h.rep.Errors, what+": "+err.Error())
+			}
+		}
+		report("latency probe", sinkErr, probes.sink)
+		if probes.lb != nil {
+			report("latency probe on the lb", lbErr, probes.lb)
 		}
 	}()
 	for r := 1; r <= h.cfg.LatencyReps && ctx.Err() == nil; r++ {
@@ -283,18 +302,56 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 			if ctx.Err() != nil {
 				break
 			}
-			h.measure(ctx, PhaseLatency, r, m, gen.TxRing{}, load, probe)
+			h.measure(ctx, PhaseLatency, r, m, gen.TxRing{}, load, &probes)
 		}
 	}
 	h.rep.summarizeLatency()
 	return nil
 }
 
+// latencyProbes are the latency phase's probes: on sink s1, and on the
+// balancer's interface when a balancer is measured (nil otherwise).
+type latencyProbes struct {
+	sink, lb *latency.Probe
+}
+
+// reset discards what the probes gathered so far.
+func (p *latencyProbes) reset() {
+	p.sink.Take()
+	p.sink.TakeArrivals()
+	if p.lb != nil {
+		p.lb.Take()
+		p.lb.TakeArrivals()
+	}
+}
+
+// take returns what the probes gathered since the last take or reset.
+// Transit is nil for the direct path (no balancer) or without a probe on
+// the lb.
+func (p *latencyProbes) take(mode string) (samples []int64, negative int, transit *latency.Transit) {
+	if p.lb == nil {
+		samples, negative = p.sink.Take()
+		return samples, negative, nil
+	}
+	// The balancer's probe first: a frame it saw just before is then
+	// likelier to have reached the sink by the time the sink's probe is
+	// read (in flight at the edge, it would count as upstream only).
+	up := p.lb.TakeArrivals()
+	p.lb.Take() // the generator-to-lb latencies: not reported
+	samples, negative = p.sink.Take()
+	down := p.sink.TakeArrivals()
+	if mode == "direct" {
+		return samples, negative, nil
+	}
+	t := latency.MatchTransit(up, down)
+	return samples, negative, &t
+}
+
 // errInterrupted marks a window cut short by cancellation.
 const errInterrupted = "interrupted"
 
 // measure runs one window of one mode and records it.
-func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode, g gen.Generator, load gen.Load, probe *latency.Probe) {
+func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode, g gen.Generator, load gen.Load, probes *latencyProbes) {
 	reps := h.cfg.Reps
 	if phase == PhaseLatency {
 		reps = h.cfg.LatencyReps
@@ -358,8 +415,8 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	ok := sleepCtx(ctx, h.cfg.Warmup)
 	if ok {
 		a, err = h.bed.Snapshot()
-		if probe != nil {
-			probe.Take()
+		if probes != nil {
+			probes.reset()
 		}
 		ok = err == nil && sleepCtx(ctx, h.cfg.Window)
 	}
@@ -368,8 +425,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		ok = err == nil
 	}
 	var samples []int64
-	if probe != nil {
-		samples, m.NegativeLatencies = probe.Take()
+	var transit *latency.Transit
+	if probes != nil {
+		samples, m.NegativeLatencies, transit = probes.take(mode.Name())
 	}
 	stopGen()
 	stopMode()
@@ -383,15 +441,22 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	}
 	w := h.bed.Window(a, z)
 	m.setWindow(w)
-	if probe != nil {
+	if probes != nil {
 		s := latency.Summarize(samples)
 		m.Latency = &s
 		h.rep.latencySamples(mode.Name(), samples)
+	}
+	if transit != nil {
+		m.setTransit(transit)
+		h.rep.transitSamples(mode.Name(), transit.Samples)
 	}
 	line := fmt.Sprintf("[%s %d/%d] %s: offered %s pps, delivered %s pps, lb in/out %s/%s pps, loss %.1f%%, CPU %.0f ns/pkt",
 		phase, rep, reps, mode.Name(), thousands(m.OfferedPPS), thousands(m.DeliveredPPS), thousands(m.LBInPPS), thousands(m.LBOutPPS), 100*m.Loss, m.CPUNsPerPkt)
 	if m.Latency != nil {
 		line += fmt.Sprintf(", latency p50 %s p99 %s (%d samples)", us(m.Latency.P50), us(m.Latency.P99), m.Latency.Count)
+	}
+	if m.Transit != nil {
+		line += fmt.Sprintf(", transit p50 %s p99 %s (%d samples)", us(m.Transit.P50), us(m.Transit.P99), m.Transit.Count)
 	}
 	h.progress("%s", line)
 	// Let queues drain and sockets close before the next mode.

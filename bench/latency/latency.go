@@ -1,6 +1,7 @@
 // Package latency measures one-way latency through the lab: the generator
 // stamps a sample of its frames with CLOCK_MONOTONIC (see package gen), and
-// a Probe on a sink reads them with an AF_PACKET socket.
+// a Probe on a sink reads them with an AF_PACKET socket. Two probes on one
+// path measure, frame by frame, the transit between them (MatchTransit).
 //
 // # Method
 //
@@ -18,6 +19,19 @@
 // Latency = sink arrival − stamp. Generator and sink are on the same
 // machine, so there is no clock skew.
 //
+// Transit = downstream arrival − upstream arrival of the same frame, both
+// kernel receive timestamps (CLOCK_REALTIME as the kernel gives them, no
+// conversion), e.g. from the balancer's eth0 to a sink's. It leaves out
+// everything before the frame reached the upstream interface: the
+// generator's own scheduling between stamping and sending, its queueing
+// and the first hop. A Probe keeps each stamped frame's arrival (its
+// FrameID, stamp and sequence number, and receive time) when asked with
+// RecordArrivals; MatchTransit pairs two probes' arrivals by FrameID. The
+// sequence number restarts with every generator run and is per thread,
+// so the stamp is part of the key. A probe reads only frames its interface
+// receives (PACKET_IGNORE_OUTGOING), so a probe on a balancer's interface
+// does not also see what the balancer sends back out of it.
+//
 // # Limits
 //
 //   - The stamp is taken when the frame is written into the transmit ring,
@@ -30,6 +44,13 @@
 //     is about 1/N of the stamped frames.
 //   - Lost stamped frames are not latency samples; loss is reported
 //     separately from the port counters.
+//   - Transit is sampled only for frames both probes saw: with N sinks,
+//     about (N−1)/N of the frames seen upstream go elsewhere and are
+//     counted as upstream only, not as lost. An upstream probe whose
+//     socket overflows misses frames: they count as downstream only. Each
+//     probe costs every frame arriving on its interface a filter run.
+//   - Arrivals are kept up to maxSamples between two TakeArrivals (24
+//     bytes each); beyond that they are dropped.
 package latency
 
 import (

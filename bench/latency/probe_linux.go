@@ -69,6 +69,11 @@ func Open(ns *netns.NS, ifname string) (*Probe, error) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 			return os.NewSyscallError("setsockopt(SO_TIMESTAMPNS)", err)
 		}
+		// A probe on a balancer's interface would also see the frames the
+		// balancer sends back out of it; only arrivals count.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+			return os.NewSyscallError("setsockopt(PACKET_IGNORE_OUTGOING)", err)
+		}
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
 			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
 		}
@@ -94,7 +99,8 @@ func (p *Probe) Close() error {
 	return nil
 }
 
-// Run reads stamped frames until ctx is done.
+// Run reads stamped frames until ctx is done. Frames the interface sends
+// are not read.
 func (p *Probe) Run(ctx context.Context) error {
 	var (
 		msgs  [probeBatch]unix.Mmsghdr
@@ -131,7 +137,7 @@ func (p *Probe) Run(ctx context.Context) error {
 		}
 		for i := 0; i < int(n); i++ {
 			frame := bufs[i][:min(int(msgs[i].Len), len(bufs[i]))]
-			stamp, _, ok := gen.ReadStamp(frame)
+			stamp, seq, ok := gen.ReadStamp(frame)
 			if !ok {
 				continue
 			}
@@ -139,7 +145,7 @@ func (p *Probe) Run(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			p.add(rx - offset - stamp)
+			p.add(rx-offset-stamp, Arrival{Frame: FrameID{StampNs: stamp, Seq: seq}, RxNs: rx})
 		}
 	}
 	return nil

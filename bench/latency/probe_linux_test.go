@@ -8,6 +8,7 @@ import (
 
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/testbed"
+	"github.com/dsrlb/dsrlb/internal/netns"
 	"golang.org/x/net/bpf"
 )
 
@@ -40,7 +41,10 @@ func TestStampFilter(t *testing.T) {
 }
 
 // Privileged: the TX-ring generator sends stamped frames straight to a
-// sink of a real testbed, the probe there reads them.
+// sink of a real testbed, the probe there reads them. Two more probes in
+// the switch namespace: on the generator's port, which receives the
+// frames (upstream of the sink: transit = the bridge hop), and on the
+// sink's port, which only sends them (outgoing frames are not read).
 func TestProbeOnTestbed(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("privileged test: needs root to build network namespaces")
@@ -54,20 +58,29 @@ func TestProbeOnTestbed(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	probe, err := Open(bed.Sinks[0].NS, bed.Sinks[0].Link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- probe.Run(ctx) }()
+	defer cancel()
+	var probes []*Probe
+	done := make(chan error, 3)
+	for _, where := range []struct {
+		ns   *netns.NS
+		link string
+	}{{bed.Sinks[0].NS, bed.Sinks[0].Link}, {bed.Net.Switch, bed.Gen.Port}, {bed.Net.Switch, bed.Sinks[0].Port}} {
+		p, err := Open(where.ns, where.link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		p.RecordArrivals(true)
+		probes = append(probes, p)
+		go func() { done <- p.Run(ctx) }()
+	}
+	sink, genPort, sinkPort := probes[0], probes[1], probes[2]
 	run, err := gen.TxRing{}.Start(ctx, gen.Load{
 		Interface: bed.Gen.Link, NS: bed.Gen.NS, SrcMAC: bed.Gen.MAC, DstMAC: bed.Sinks[0].MAC,
 		VIP: testbed.VIPPort(9), Flows: 100, Traffic: gen.UDP, Threads: 1, Rate: 20000, StampEvery: 10,
 	})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -77,10 +90,12 @@ func TestProbeOnTestbed(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for range probes {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
-	samples, negative := probe.Take()
+	samples, negative := sink.Take()
 	s := Summarize(samples)
 	t.Logf("sent %d frames; %d samples, p50 %v, p99 %v, max %v, %d negative", res.Sent, s.Count, s.P50, s.P99, s.Max, negative)
 	if res.Sent < 5000 || s.Count < int(res.Sent/10)*8/10 {
@@ -88,5 +103,24 @@ func TestProbeOnTestbed(t *testing.T) {
 	}
 	if negative > 0 || s.Max > time.Second || s.Min <= 0 {
 		t.Errorf("implausible latencies: %+v, %d negative", s, negative)
+	}
+
+	down := sink.TakeArrivals()
+	if len(down) != s.Count+negative {
+		t.Errorf("sink: %d arrivals for %d stamped frames", len(down), s.Count+negative)
+	}
+	tr := MatchTransit(genPort.TakeArrivals(), down)
+	ts := Summarize(tr.Samples)
+	t.Logf("bridge transit: %d samples, p50 %v, p99 %v, max %v; upstream only %d, downstream only %d, negative %d, duplicates %d",
+		ts.Count, ts.P50, ts.P99, ts.Max, tr.UpstreamOnly, tr.DownstreamOnly, tr.Negative, tr.Duplicates)
+	if ts.Count != len(down) || tr.UpstreamOnly != 0 || tr.DownstreamOnly != 0 || tr.Negative != 0 || tr.Duplicates != 0 {
+		t.Errorf("every frame passes both probes once: %d of %d matched; upstream only %d, downstream only %d, negative %d, duplicates %d",
+			ts.Count, len(down), tr.UpstreamOnly, tr.DownstreamOnly, tr.Negative, tr.Duplicates)
+	}
+	if ts.Count > 0 && (ts.Min <= 0 || ts.Max > time.Second || ts.P50 > s.P50) {
+		t.Errorf("implausible transits (latency p50 %v): %+v", s.P50, ts)
+	}
+	if got := sinkPort.TakeArrivals(); len(got) != 0 {
+		t.Errorf("the probe on the sink's switch port read %d frames the port sent", len(got))
 	}
 }
