@@ -121,7 +121,9 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 		return fmt.Errorf("bind to ifindex %d: %w", ifindex, os.NewSyscallError("bind", err))
 	}
 	if fanoutID >= 0 {
-		fanout := fanoutID&0xffff | unix.PACKET_FANOUT_HASH<<16
+		// The group's own flag keeps our transmitted frames out of it: the
+		// socket's PACKET_IGNORE_OUTGOING does not apply to a group.
+		fanout := fanoutID&0xffff | (unix.PACKET_FANOUT_HASH|unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING)<<16
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanout); err != nil {
 			return fmt.Errorf("join PACKET_FANOUT group %d: %w", fanoutID, os.NewSyscallError("setsockopt", err))
 		}
