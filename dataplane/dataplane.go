@@ -17,8 +17,10 @@ type Config struct {
 	// Interface receives VIP traffic and reaches the servers (one-armed).
 	Interface string
 	// Workers is the number of workers, each with its own socket and ring;
-	// 0 means one per CPU.
+	// 0 means one per CPU (one per entry of CPUs when that is set).
 	Workers int
+	// CPUs, if set, pins worker i's thread to CPUs[i % len(CPUs)].
+	CPUs []int
 	// FlowTableSize is the number of flow entries per worker (default 65536).
 	FlowTableSize int
 	// FlowIdleTimeout is how long a flow is remembered after its last packet
@@ -33,6 +35,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = runtime.NumCPU()
+		if len(c.CPUs) > 0 {
+			c.Workers = len(c.CPUs)
+		}
 	}
 	if c.FlowTableSize <= 0 {
 		c.FlowTableSize = 1 << 16

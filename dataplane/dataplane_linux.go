@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	}
 	vips := t.VIPs()
 	if err := CheckVIPsNotLocal(vips); err != nil {
+		return nil, err
+	}
+	if err := checkCPUs(cfg.CPUs); err != nil {
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
@@ -88,6 +92,30 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	}
 	d.sys.vips = vips
 	return d, nil
+}
+
+// checkCPUs returns an error if a CPU to pin a worker to is not one this
+// process may run on.
+func checkCPUs(cpus []int) error {
+	if len(cpus) == 0 {
+		return nil
+	}
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		return os.NewSyscallError("sched_getaffinity", err)
+	}
+	var have []string
+	for c := 0; c < 1024; c++ {
+		if allowed.IsSet(c) {
+			have = append(have, strconv.Itoa(c))
+		}
+	}
+	for _, c := range cpus {
+		if c >= 1024 || !allowed.IsSet(c) {
+			return fmt.Errorf("cannot pin a worker to CPU %d: this process may run on CPUs %s only", c, strings.Join(have, ","))
+		}
+	}
+	return nil
 }
 
 // checkForwarding refuses to run when the kernel would route VIP packets
@@ -174,7 +202,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = d.runWorker(rctx, d.workers[i], d.sys.rings[i])
+			cpu := -1
+			if len(d.cfg.CPUs) > 0 {
+				cpu = d.cfg.CPUs[i%len(d.cfg.CPUs)]
+			}
+			errs[i] = d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpu)
 			if errs[i] != nil {
 				cancel()
 			}
@@ -206,7 +238,7 @@ func (d *Dataplane) closeRings() error {
 // runWorker is a worker's loop: take the ready ring slots, decide every frame,
 // send the forwarded ones straight from the ring, hand the slots back; when
 // the ring is empty, watch it for a while (Ring.BusyPoll), then sleep in poll.
-func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring) error {
+func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int) error {
 	const idlePollMs = 100
 	// A worker owns its thread, and asks for a larger share of the CPU than
 	// ordinary processes (nice -10) when allowed (CAP_SYS_NICE): under load
@@ -215,6 +247,13 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring) error {
 	// priority with it.
 	runtime.LockOSThread()
 	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -10)
+	if cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pin worker to CPU %d: %w", cpu, os.NewSyscallError("sched_setaffinity", err))
+		}
+	}
 	batches := 0
 	for ctx.Err() == nil {
 		if !r.ready() {

@@ -67,6 +67,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"bad log level", []string{"run", "--log-level", "loud", "--interface", "eth0"}, "dsrlb: run: --log-level \"loud\": want debug, info, warn or error\n"},
 		{"busy poll too long", []string{"run", "--busy-poll", "1s", "--interface", "eth0", "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
 			"dsrlb: run: --busy-poll: must be between 0s and 10ms, got 1s\n"},
+		{"bad cpu list", []string{"run", "--cpus", "3-1", "--interface", "eth0", "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
+			"dsrlb: run: --cpus: CPU list \"3-1\": \"3-1\" is not a CPU range (low-high)\n"},
 		{"unknown command", []string{"frobnicate"}, ""},
 	}
 	for _, c := range cases {

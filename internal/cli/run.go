@@ -20,6 +20,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "YAML config file (see README.md); excludes --interface/--vip/--backend")
 	iface := fs.String("interface", "", "interface that receives VIP traffic and reaches the servers")
 	workers := fs.Int("workers", 0, "worker count (0: one per CPU); with --config, overrides the file's when set")
+	cpus := fs.String("cpus", "", `pin worker i to the i-th CPU of this list ("1", "2-5", "0,2"); with --workers 0, one worker per listed CPU; overrides the config's cpus when set`)
 	busyPoll := fs.Duration("busy-poll", config.DefaultBusyPoll, "how long a worker spins on its empty ring before it sleeps (0: sleep at once; at most 10ms); spinning costs CPU, sleeping costs wake-up latency; overrides the config's busy_poll when set")
 	adminAddr := fs.String("admin", "-", `admin endpoint address (metrics, status, reload); "" turns it off; default: the config's admin:, else `+config.DefaultAdmin)
 	var vips, backends listFlag
@@ -58,6 +59,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	if *adminAddr != "-" {
 		cfg.Admin = *adminAddr
+	}
+	if flagSet(fs, "cpus") {
+		if err := cfg.SetCPUs(*cpus); err != nil {
+			return fail(stderr, exitUsage, "run: --cpus: %v", err)
+		}
 	}
 	if flagSet(fs, "busy-poll") {
 		if err := cfg.SetBusyPoll(*busyPoll); err != nil {

@@ -59,6 +59,8 @@ type Config struct {
 	// DrainTimeout is how long a draining backend (weight 0) keeps its
 	// established flows; 0 means until they end.
 	DrainTimeout time.Duration
+	// CPUs pins worker i to CPUs[i % len(CPUs)]; empty: no pinning.
+	CPUs []int
 	// BusyPoll is how long a worker whose ring ran empty keeps watching it
 	// before it sleeps; 0 means it sleeps at once.
 	BusyPoll time.Duration
@@ -190,6 +192,16 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// SetCPUs sets CPUs from a list in the kernel's format ("1", "0,2", "2-5").
+func (c *Config) SetCPUs(list string) error {
+	cpus, err := ParseCPUList(list)
+	if err != nil {
+		return err
+	}
+	c.CPUs = cpus
+	return nil
 }
 
 // SetBusyPoll sets BusyPoll, as the busy_poll key would.
@@ -326,7 +338,7 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
 	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
 	backendKeys   = []string{"address", "mac", "weight", "health"}
@@ -395,6 +407,11 @@ func (d *decoder) decode(data []byte) *Config {
 	}
 	if v, ok := d.duration(topField("busy_poll"), top["busy_poll"]); ok {
 		c.BusyPoll = v
+	}
+	if v, ok := d.str(topField("cpus"), top["cpus"]); ok {
+		if err := c.SetCPUs(v); err != nil {
+			d.fail(topField("cpus"), top["cpus"], err.Error())
+		}
 	}
 	if n := top["services"]; d.list(topField("services"), n) {
 		for i, sn := range n.Content {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,6 +97,7 @@ seed: 18446744073709551615
 flow_table: {size: 16777216, idle_timeout: 90s}
 neighbor_refresh: 1s
 busy_poll: 0s
+cpus: "1-2,0"
 services:
   - {name: dns, vip: 2001:db8::53, port: 53, protocol: UDP, table_size: 7,
      backends: [{address: 2001:db8::1, weight: 0}, {address: 2001:db8::2, weight: 65535}]}
@@ -106,7 +108,8 @@ services:
 		t.Fatalf("Parse: %v", err)
 	}
 	if got.Workers != 256 || got.Seed != 1<<64-1 || got.FlowTable.Size != 1<<24 ||
-		got.FlowTable.IdleTimeout != 90*time.Second || got.NeighborRefresh != time.Second || got.BusyPoll != 0 {
+		got.FlowTable.IdleTimeout != 90*time.Second || got.NeighborRefresh != time.Second || got.BusyPoll != 0 ||
+		!slices.Equal(got.CPUs, []int{1, 2, 0}) {
 		t.Errorf("top-level values not taken: %+v", got)
 	}
 	s := got.Services[0]
@@ -298,6 +301,11 @@ var parseErrorCases = []struct {
 		name: "busy_poll out of range",
 		in:   "busy_poll: 1s\n" + validYAML,
 		want: []string{`busy_poll: must be between 0s and 10ms, got 1s (line 1)`},
+	},
+	{
+		name: "bad cpu list",
+		in:   "cpus: 1-a\n" + validYAML,
+		want: []string{`cpus: CPU list "1-a": "1-a" is not a CPU range (low-high) (line 1)`},
 	},
 	{
 		name: "busy_poll negative",

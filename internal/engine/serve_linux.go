@@ -49,6 +49,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	dp, err := dataplane.Open(dataplane.Config{
 		Interface:       cfg.Interface,
 		Workers:         cfg.Workers,
+		CPUs:            cfg.CPUs,
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
 		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll)},
@@ -61,7 +62,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	for _, s := range t.Services() {
 		backends += len(s.Backends())
 	}
-	log.Info("dsrlb running", "interface", cfg.Interface, "mac", dp.MAC().String(), "workers", dp.Workers(),
+	log.Info("dsrlb running", "interface", cfg.Interface, "mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs),
 		"services", len(t.Services()), "backends", backends,
 		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes, "admin", cfg.Admin)
 	for _, s := range t.Services() {
