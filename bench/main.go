@@ -85,11 +85,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	threads := fs.Int("gen-threads", ncpu, "generator threads (pinned to CPUs 0..N-1)")
 	rate := fs.Float64("rate", 0, "throughput phase offered rate in pps; 0 is flat out")
 	lat := fs.Bool("latency", true, "run the latency phase")
+	latPin := fs.Bool("latency-pin", true, "in the latency phase, pin dsrlb's workers to CPUs 1..N-1, off the generator's CPU 0")
 	latRate := fs.Float64("latency-rate", 0, "latency phase offered rate in pps; 0 is half the slowest balancer's median")
 	rps := fs.String("rps", "nft", "RPS on the lb's eth0: nft (for the reference only), all (every balancer) or none")
 	brnf := fs.Bool("br-netfilter", false, "leave br_netfilter's bridge-nf-call-* on in the switch namespace")
 	sinkPass := fs.Bool("sink-pass", false, "let frames into the sinks' IP stacks instead of dropping them at ingress")
 	dsrlb := fs.String("dsrlb", "", "dsrlb binary to run (default: go build ./cmd/dsrlb into a temporary directory)")
+	dsrlbFlags := fs.String("dsrlb-flags", "", `more flags for every "dsrlb run", space-separated, e.g. "--busy-poll 0"`)
 	ring := fs.String("trafgen-ring", "", "trafgen's ring size (-S), e.g. 8MiB")
 	jsonOut := fs.String("json", "", "write every measurement and the summary as JSON to this file")
 	if err := fs.Parse(args); err != nil {
@@ -106,7 +108,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Reps: *reps, LatencyReps: *latReps, Warmup: *warmup, Window: *window,
 		Sinks: *sinks, Flows: *flows, Generator: *generator, GenThreads: *threads,
 		Rate: *rate, Latency: *lat, LatencyRate: *latRate, RPS: *rps,
-		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, TrafgenRing: *ring,
+		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), LatencyPin: *latPin, TrafgenRing: *ring,
 		Progress: stderr,
 	}
 	var err error

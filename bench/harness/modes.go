@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -144,6 +145,9 @@ type Dsrlb struct {
 	Bin     string
 	Workers int
 	VIP     netip.AddrPort
+	Flags   []string // more flags for dsrlb run
+	// PhaseFlags are added after Flags for the current phase only.
+	PhaseFlags []string
 
 	cmd     *exec.Cmd
 	out     *outputBuffer
@@ -159,7 +163,7 @@ const ReadyLine = "dsrlb running"
 
 func (d *Dsrlb) Start(ctx context.Context, b *testbed.Bed) error {
 	d.out = &outputBuffer{}
-	d.cmd = b.LB.NS.Command(d.Bin, DsrlbArgs(b.LB.Link, d.VIP, d.Workers, backends(b))...)
+	d.cmd = b.LB.NS.Command(d.Bin, slices.Concat(DsrlbArgs(b.LB.Link, d.VIP, d.Workers, backends(b)), d.Flags, d.PhaseFlags)...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

@@ -55,7 +55,12 @@ type Config struct {
 	BridgeNetfilter bool
 	SinkPass        bool
 	// DsrlbBin is a dsrlb binary; "" builds one from the module.
-	DsrlbBin    string
+	DsrlbBin string
+	// DsrlbFlags are added to every `dsrlb run` (e.g. --busy-poll 0).
+	DsrlbFlags []string
+	// LatencyPin pins dsrlb's workers off the latency generator's CPU
+	// during the latency phase.
+	LatencyPin  bool
 	TrafgenRing string
 	// Progress receives a line per phase and measurement; nil discards.
 	Progress io.Writer
@@ -136,6 +141,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	} else if h.cfg.DsrlbBin != "" {
 		rep.DsrlbSource = "binary " + h.cfg.DsrlbBin
 	}
+	if len(cfg.DsrlbFlags) > 0 {
+		rep.Notes = append(rep.Notes, "dsrlb run with extra flags: "+strings.Join(cfg.DsrlbFlags, " "))
+	}
 	h.progress("setup: building the testbed (gen, lb, %d sinks on one bridge)", cfg.Sinks)
 	bed, err := testbed.Build(testbed.Spec{Sinks: cfg.Sinks, BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass})
 	if err != nil {
@@ -158,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			h.modes = append(h.modes, &Nft{VIP: h.vip})
 		case "dsrlb":
 			for _, w := range cfg.Workers {
-				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip})
+				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip, Flags: h.cfg.DsrlbFlags})
 			}
 		}
 	}
@@ -260,6 +268,23 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 	load.Rate = rate
 	load.Threads = 1
 	load.StampEvery = stampEvery
+	// The generator's one thread runs on CPU 0, and the balancer's receive
+	// work runs there too, in its send calls. dsrlb's workers are threads:
+	// on that CPU they would take turns with the instrument (and the
+	// scheduler does move them there), so they are pinned to the others.
+	if n := runtime.NumCPU(); n > 1 && h.cfg.LatencyPin {
+		cpus := "1"
+		if n > 2 {
+			cpus = fmt.Sprintf("1-%d", n-1)
+		}
+		for _, m := range h.modes {
+			if d, ok := m.(*Dsrlb); ok {
+				d.PhaseFlags = []string{"--cpus", cpus}
+				defer func() { d.PhaseFlags = nil }()
+			}
+		}
+		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+"; --latency-pin=false to leave them to the scheduler)")
+	}
 
 	var probes latencyProbes
 	var err error
