@@ -194,8 +194,13 @@ func Parse(data []byte) (*Config, error) {
 	return c, nil
 }
 
-// SetCPUs sets CPUs from a list in the kernel's format ("1", "0,2", "2-5").
+// SetCPUs sets CPUs from a list in the kernel's format ("1", "0,2", "2-5");
+// an empty list means no pinning.
 func (c *Config) SetCPUs(list string) error {
+	if strings.TrimSpace(list) == "" {
+		c.CPUs = nil // no pinning
+		return nil
+	}
 	cpus, err := ParseCPUList(list)
 	if err != nil {
 		return err

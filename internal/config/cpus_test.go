@@ -27,3 +27,10 @@ func TestParseCPUList(t *testing.T) {
 		}
 	}
 }
+
+func TestSetCPUsEmptyMeansNoPinning(t *testing.T) {
+	c := Config{CPUs: []int{1}}
+	if err := c.SetCPUs(" "); err != nil || c.CPUs != nil {
+		t.Errorf("SetCPUs(\" \"): CPUs %v, err %v; want none, nil", c.CPUs, err)
+	}
+}
