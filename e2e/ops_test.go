@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +200,47 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// cpus: pins every worker thread to the listed CPU, and the balancer still
+// forwards (startBalancer waits for an HTTP answer through the VIP).
+func TestWorkersPinned(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs to pin workers off CPU 0")
+	}
+	l := newDSRLab(t, 3)
+	l.startBalancer(l.config(l.servers, "cpus: \"1\"\n"))
+	pid := l.lbCmd.Process.Pid
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of pid %d: %v", pid, err)
+	}
+	var workers []string
+	for _, task := range tasks {
+		stat, err1 := os.ReadFile(task + "/stat")
+		status, err2 := os.ReadFile(task + "/status")
+		if err1 != nil || err2 != nil {
+			continue // the thread ended
+		}
+		// Workers are the threads at nice -10 (field 19 of stat, after
+		// the parenthesised name).
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 17 || f[16] != "-10" {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+				workers = append(workers, strings.TrimSpace(v))
+			}
+		}
+	}
+	t.Logf("worker threads' allowed CPUs: %v", workers)
+	if len(workers) != 2 {
+		t.Fatalf("found %d worker threads (nice -10), want 2 (workers: 2)", len(workers))
+	}
+	for _, w := range workers {
+		if w != "1" {
+			t.Errorf("a worker may run on CPUs %q, want 1", w)
+		}
+	}
 }
