@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math/bits"
 	"net/netip"
 	"unsafe"
 )
@@ -16,13 +17,10 @@ func makeFlowKey(p *Packet) flowKey {
 	return flowKey{src: p.Src.As16(), dst: p.Dst.As16(), srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
 }
 
-// flowEntry remembers which backend a flow went to. An entry with seen == 0 is
-// empty.
+// flowEntry remembers which backend a flow went to. It is one cache line.
 type flowEntry struct {
-	hash    uint64
 	key     flowKey
 	backend [16]byte // the backend's address, As16 form
-	seen    int64    // coarse monotonic time of the last packet, ns; 0 = empty
 	// gen and idx cache where the backend was in the table the worker last
 	// used for this flow: while the table is the same (its Gen's low 32
 	// bits), idx is the backend's index and no lookup by address is needed.
@@ -35,17 +33,32 @@ type flowEntry struct {
 // full. This bounds memory and approximates "evict oldest" at O(1) cost.
 const flowWays = 8
 
-// FlowEntryBytes is the memory one flow-table entry costs. A worker's flow
-// table costs FlowEntryBytes × its size (rounded up to a power of two).
-const FlowEntryBytes = int(unsafe.Sizeof(flowEntry{}))
+// flowSet is the head of a set, one cache line: a tag (32 bits of the flow
+// hash, never 0; 0 marks an empty way) and the coarse time of the last packet
+// of each way. A lookup reads the head and then only the entry whose tag
+// matches: two cache lines, where scanning eight entries would touch eight.
+type flowSet struct {
+	tags [flowWays]uint32
+	seen [flowWays]uint32 // in the table's time units (FlowTable.shift)
+}
+
+// FlowEntryBytes is the memory one flow-table entry costs: the entry and its
+// share of the set head. A worker's flow table costs FlowEntryBytes × its
+// size (rounded up to a power of two).
+const FlowEntryBytes = int(unsafe.Sizeof(flowEntry{}) + unsafe.Sizeof(flowSet{})/flowWays)
 
 // FlowTable is a worker's bounded, set-associative flow table. It is owned by
 // one worker goroutine and is not safe for concurrent use. Lookups and inserts
 // never allocate.
 type FlowTable struct {
+	sets    []flowSet
 	entries []flowEntry
 	mask    uint64 // number of sets - 1
-	idle    int64  // ns after which an entry is dead
+	// Times are kept in units of 2^shift ns, chosen so that the idle
+	// timeout is 2^19 to 2^20 units (0.0002 % precision) and 32 bits span
+	// thousands of timeouts.
+	shift uint
+	idle  uint32 // the idle timeout in units: an entry idle longer is dead
 
 	Evictions uint64 // live entries pushed out by newer flows
 	Expired   uint64 // idle entries replaced
@@ -59,30 +72,43 @@ func NewFlowTable(size int, idleNs int64) *FlowTable {
 	for sets*flowWays < size {
 		sets <<= 1
 	}
-	return &FlowTable{entries: make([]flowEntry, sets*flowWays), mask: uint64(sets - 1), idle: idleNs}
+	idleNs = max(idleNs, 1)
+	shift := uint(max(bits.Len64(uint64(idleNs))-20, 0))
+	return &FlowTable{
+		sets:    make([]flowSet, sets),
+		entries: make([]flowEntry, sets*flowWays),
+		mask:    uint64(sets - 1),
+		shift:   shift,
+		idle:    uint32(idleNs >> shift),
+	}
 }
 
 // Cap returns the number of entries.
 func (t *FlowTable) Cap() int { return len(t.entries) }
 
-func (t *FlowTable) set(hash uint64) []flowEntry {
-	// Use the high bits for the set: the low bits pick the Maglev slot.
-	i := ((hash >> 32) & t.mask) * flowWays
-	return t.entries[i : i+flowWays : i+flowWays]
+// set returns the head and the entries of hash's set.
+func (t *FlowTable) set(hash uint64) (*flowSet, []flowEntry) {
+	// Use the high bits for the set: the low bits pick the Maglev slot and
+	// make the tag.
+	i := (hash >> 32) & t.mask
+	e := i * flowWays
+	return &t.sets[i], t.entries[e : e+flowWays : e+flowWays]
 }
+
+func flowTag(hash uint64) uint32 { return uint32(hash) | 1 }
 
 // Lookup returns the entry of a live flow, its time refreshed, or nil. The
 // entry stays valid until the next Insert.
 func (t *FlowTable) Lookup(hash uint64, k *flowKey, now int64) *flowEntry {
-	set := t.set(hash)
-	for i := range set {
-		e := &set[i]
-		if e.hash == hash && e.seen != 0 && e.key == *k {
-			if now-e.seen > t.idle {
+	s, es := t.set(hash)
+	tag, at := flowTag(hash), uint32(now>>t.shift)
+	for i := range flowWays {
+		if s.tags[i] == tag && es[i].key == *k {
+			if at-s.seen[i] > t.idle {
 				return nil
 			}
-			e.seen = now
-			return e
+			s.seen[i] = at
+			return &es[i]
 		}
 	}
 	return nil
@@ -95,27 +121,28 @@ func (e *flowEntry) Backend() netip.Addr { return netip.AddrFrom16(e.backend).Un
 // generation gen), replacing the flow's old entry, an empty or expired one,
 // or else the least recently seen one.
 func (t *FlowTable) Insert(hash uint64, k *flowKey, backend netip.Addr, gen uint32, idx uint16, now int64) {
-	set := t.set(hash)
-	victim := -1
-	for i := range set {
-		e := &set[i]
-		if e.seen == 0 || (e.hash == hash && e.key == *k) {
+	s, es := t.set(hash)
+	tag, at := flowTag(hash), uint32(now>>t.shift)
+	victim, oldest := -1, uint32(0)
+	for i := range flowWays {
+		if s.tags[i] == 0 || (s.tags[i] == tag && es[i].key == *k) {
 			victim = i
 			break
 		}
-		if victim < 0 || e.seen < set[victim].seen {
-			victim = i
+		// Times compare as distances from now, so that they may wrap.
+		if age := at - s.seen[i]; victim < 0 || age > oldest {
+			victim, oldest = i, age
 		}
 	}
-	e := &set[victim]
 	switch {
-	case e.seen == 0:
+	case s.tags[victim] == 0:
 		t.Live++
-	case e.hash == hash && e.key == *k:
-	case now-e.seen > t.idle:
+	case s.tags[victim] == tag && es[victim].key == *k:
+	case at-s.seen[victim] > t.idle:
 		t.Expired++
 	default:
 		t.Evictions++
 	}
-	*e = flowEntry{hash: hash, key: *k, backend: backend.As16(), seen: now, gen: gen, idx: idx}
+	s.tags[victim], s.seen[victim] = tag, at
+	es[victim] = flowEntry{key: *k, backend: backend.As16(), gen: gen, idx: idx}
 }

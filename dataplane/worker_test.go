@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/dsrlb/dsrlb/balancer"
 	"github.com/google/gopacket"
@@ -298,3 +300,91 @@ func BenchmarkRewrite(b *testing.B) {
 }
 
 var _ = gopacket.Payload(nil)
+
+// An entry is one cache line and a set's head another, so a lookup touches
+// two lines.
+func TestFlowEntryLayout(t *testing.T) {
+	if s := unsafe.Sizeof(flowEntry{}); s != 64 {
+		t.Errorf("flowEntry is %d bytes, want 64 (one cache line)", s)
+	}
+	if s := unsafe.Sizeof(flowSet{}); s != 64 {
+		t.Errorf("flowSet is %d bytes, want 64 (one cache line)", s)
+	}
+	if FlowEntryBytes != 72 {
+		t.Errorf("FlowEntryBytes %d, want 72", FlowEntryBytes)
+	}
+}
+
+// Entries expire after the idle timeout, at the table's coarse time units,
+// and the least recently seen way of a full set is the one replaced, also
+// when the clock has run past 32 bits of units.
+func TestFlowTableExpiryAndLRU(t *testing.T) {
+	const idle = int64(5 * 60 * 1e9) // the default, 5 minutes
+	for _, base := range []int64{1, 1 << 52} { // 1<<52 ns: unit counts past 2^32
+		ft := NewFlowTable(flowWays, idle) // one set
+		be := netip.MustParseAddr("198.18.0.11")
+		keys := make([]flowKey, flowWays+1)
+		for i := range keys {
+			keys[i] = flowKey{srcPort: uint16(i), proto: 6}
+		}
+		// Ways filled at base+i seconds; way 3 refreshed last.
+		for i := range flowWays {
+			ft.Insert(uint64(i)<<8, &keys[i], be, 0, 0, base+int64(i)*1e9)
+		}
+		if ft.Lookup(3<<8, &keys[3], base+10e9) == nil {
+			t.Fatalf("base %d: flow 3 missing", base)
+		}
+		ft.Insert(99<<8, &keys[flowWays], be, 0, 0, base+11e9)
+		if ft.Evictions != 1 {
+			t.Fatalf("base %d: evictions %d, want 1", base, ft.Evictions)
+		}
+		if ft.Lookup(0, &keys[0], base+12e9) != nil {
+			t.Errorf("base %d: the least recently seen flow 0 was not the one replaced", base)
+		}
+		for i := 1; i < flowWays; i++ {
+			if ft.Lookup(uint64(i)<<8, &keys[i], base+12e9) == nil {
+				t.Errorf("base %d: flow %d replaced instead of flow 0", base, i)
+			}
+		}
+		// Flow 1 was last seen at base+12s: alive just before the timeout,
+		// dead after it (within the units' precision).
+		if ft.Lookup(1<<8, &keys[1], base+12e9+idle-idle/1000) == nil {
+			t.Errorf("base %d: flow expired before its idle timeout", base)
+		}
+		if ft.Lookup(2<<8, &keys[2], base+12e9+idle+idle/1000) != nil {
+			t.Errorf("base %d: flow alive after its idle timeout", base)
+		}
+	}
+}
+
+// BenchmarkFlowTableLookupCold looks flows up in random order in a full
+// table of 2^20 entries (72 MiB): every lookup misses the caches, as on a
+// busy balancer with many flows.
+func BenchmarkFlowTableLookupCold(b *testing.B) {
+	const n = 1 << 20
+	ft := NewFlowTable(n, 1e12)
+	be := netip.MustParseAddr("198.18.0.11")
+	keys := make([]flowKey, n)
+	hashes := make([]uint64, n)
+	for i := range keys {
+		keys[i] = flowKey{srcPort: uint16(i), dstPort: uint16(i >> 16), proto: 17}
+		hashes[i] = uint64(i) * 0x9e3779b97f4a7c15
+		ft.Insert(hashes[i], &keys[i], be, 0, 0, 1)
+	}
+	order := make([]uint32, n)
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, j int) { order[i], order[j] = order[j], order[i] })
+	b.ReportAllocs()
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		j := order[i&(n-1)]
+		if ft.Lookup(hashes[j], &keys[j], 2) != nil {
+			found++
+		}
+	}
+	if found == 0 {
+		b.Fatal("no flow found")
+	}
+}
