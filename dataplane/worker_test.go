@@ -3,8 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
-	"net/netip"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"unsafe"
 
@@ -319,7 +319,7 @@ func TestFlowEntryLayout(t *testing.T) {
 // and the least recently seen way of a full set is the one replaced, also
 // when the clock has run past 32 bits of units.
 func TestFlowTableExpiryAndLRU(t *testing.T) {
-	const idle = int64(5 * 60 * 1e9) // the default, 5 minutes
+	const idle = int64(5 * 60 * 1e9)           // the default, 5 minutes
 	for _, base := range []int64{1, 1 << 52} { // 1<<52 ns: unit counts past 2^32
 		ft := NewFlowTable(flowWays, idle) // one set
 		be := netip.MustParseAddr("198.18.0.11")
