@@ -186,3 +186,31 @@ func TestSummaries(t *testing.T) {
 		}
 	}
 }
+
+// An A/B variant is compared with its base mode: delivered pps and CPU per
+// packet.
+func TestAltSummary(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
+	for rep := 1; rep <= 2; rep++ {
+		r.Measurements = append(r.Measurements,
+			measurement(PhaseThroughput, "dsrlb-w1", rep, 200_000, 200_000, 200_000, 200),
+			measurement(PhaseThroughput, "dsrlb-w1"+AltSuffix, rep, 250_000, 250_000, 250_000, 200),
+			measurement(PhaseThroughput, "nft", rep, 250_000, 250_000, 250_000, 200),
+		)
+	}
+	r.summarizeThroughput()
+	var alt *Ratio
+	for i := range r.Ratios {
+		if r.Ratios[i].Num == "dsrlb-w1-alt" && r.Ratios[i].Den == "dsrlb-w1" {
+			alt = &r.Ratios[i]
+		}
+	}
+	if alt == nil || alt.OfMedians != 1.25 {
+		t.Fatalf("no dsrlb-w1-alt / dsrlb-w1 ratio of 1.25 in %+v", r.Ratios)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	if !strings.Contains(out.String(), "dsrlb-w1-alt CPU ns/pkt / dsrlb-w1's: 0.800") {
+		t.Errorf("no CPU comparison of the variant in:\n%s", out.String())
+	}
+}

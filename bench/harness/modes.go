@@ -20,7 +20,7 @@ import (
 
 // Mode is one way of getting the generator's frames to the sinks.
 type Mode interface {
-	// Name is "direct", "nft" or "dsrlb-wN".
+	// Name is "direct", "nft", "dsrlb-wN" or "dsrlb-wN-alt".
 	Name() string
 	// Target is the MAC address the generator sends to.
 	Target(b *testbed.Bed) net.HardwareAddr
@@ -148,6 +148,8 @@ type Dsrlb struct {
 	Flags   []string // more flags for dsrlb run
 	// PhaseFlags are added after Flags for the current phase only.
 	PhaseFlags []string
+	// Label follows the mode's name (AltSuffix for the A/B variant).
+	Label string
 
 	cmd     *exec.Cmd
 	out     *outputBuffer
@@ -155,7 +157,12 @@ type Dsrlb struct {
 	waitErr error
 }
 
-func (d *Dsrlb) Name() string                         { return fmt.Sprintf("dsrlb-w%d", d.Workers) }
+func (d *Dsrlb) Name() string { return fmt.Sprintf("dsrlb-w%d%s", d.Workers, d.Label) }
+
+// AltSuffix ends the name of the A/B variant of a dsrlb mode (Config.AltBin,
+// Config.AltFlags): dsrlb-w1-alt is compared with dsrlb-w1.
+const AltSuffix = "-alt"
+
 func (*Dsrlb) Target(b *testbed.Bed) net.HardwareAddr { return b.LB.MAC }
 
 // ReadyLine is what dsrlb logs once its dataplane is open.

@@ -351,7 +351,11 @@ func (r *Report) summarizeThroughput() {
 		if !strings.HasPrefix(num, "dsrlb") {
 			continue
 		}
-		for _, den := range []string{"nft", "direct"} {
+		dens := []string{"nft", "direct"}
+		if base, ok := strings.CutSuffix(num, AltSuffix); ok {
+			dens = append(dens, base)
+		}
+		for _, den := range dens {
 			if contains(modes, den) && len(r.values(PhaseThroughput, num, delivered)) > 0 && len(r.values(PhaseThroughput, den, delivered)) > 0 {
 				a, b := r.pairedValues(PhaseThroughput, num, den, delivered)
 				ratio := NewRatio(num, den, a, b)
@@ -441,9 +445,16 @@ func (r *Report) Print(w io.Writer) {
 				nftExtra = s.ExtraCPUNs
 			}
 		}
+		cpuNs := map[string]float64{}
 		for _, s := range r.Throughput {
+			cpuNs[s.Mode] = s.CPUNs.Median
 			if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && nftExtra != nil && *nftExtra > 0 {
 				fmt.Fprintf(w, "  %-9s extra CPU over direct / nft's extra: %.2f\n", s.Mode, *s.ExtraCPUNs / *nftExtra)
+			}
+		}
+		for _, s := range r.Throughput {
+			if base, ok := strings.CutSuffix(s.Mode, AltSuffix); ok && cpuNs[base] > 0 {
+				fmt.Fprintf(w, "  %-9s CPU ns/pkt / %s's: %.3f\n", s.Mode, base, s.CPUNs.Median/cpuNs[base])
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,6 +59,11 @@ type Config struct {
 	DsrlbBin string
 	// DsrlbFlags are added to every `dsrlb run` (e.g. --busy-poll 0).
 	DsrlbFlags []string
+	// AltBin and AltFlags, when either is set, add a mode dsrlb-wN-alt
+	// beside each dsrlb-wN: AltBin (default DsrlbBin) run with DsrlbFlags
+	// and AltFlags, measured in the same alternation, for A/B comparisons.
+	AltBin   string
+	AltFlags []string
 	// LatencyPin pins dsrlb's workers off the latency generator's CPU
 	// during the latency phase.
 	LatencyPin  bool
@@ -144,6 +150,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.DsrlbFlags) > 0 {
 		rep.Notes = append(rep.Notes, "dsrlb run with extra flags: "+strings.Join(cfg.DsrlbFlags, " "))
 	}
+	if cfg.AltBin != "" || len(cfg.AltFlags) > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("dsrlb-wN%s: binary %s, extra flags %q", AltSuffix, cmp.Or(cfg.AltBin, "the same"), strings.Join(cfg.AltFlags, " ")))
+	}
 	h.progress("setup: building the testbed (gen, lb, %d sinks on one bridge)", cfg.Sinks)
 	bed, err := testbed.Build(testbed.Spec{Sinks: cfg.Sinks, BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass})
 	if err != nil {
@@ -167,6 +176,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case "dsrlb":
 			for _, w := range cfg.Workers {
 				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip, Flags: h.cfg.DsrlbFlags})
+				if cfg.AltBin != "" || len(cfg.AltFlags) > 0 {
+					bin := cmp.Or(cfg.AltBin, h.cfg.DsrlbBin)
+					h.modes = append(h.modes, &Dsrlb{Bin: bin, Workers: w, VIP: h.vip, Flags: slices.Concat(h.cfg.DsrlbFlags, cfg.AltFlags), Label: AltSuffix})
+				}
 			}
 		}
 	}
