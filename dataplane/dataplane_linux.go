@@ -236,7 +236,8 @@ func (d *Dataplane) closeRings() error {
 }
 
 // runWorker is a worker's loop: take the ready ring slots, decide every frame,
-// send the forwarded ones straight from the ring, hand the slots back; when
+// copy the forwarded ones to the transmit ring and send them, hand the slots
+// back; when
 // the ring is empty, watch it for a while (Ring.BusyPoll), then sleep in poll.
 func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int) error {
 	const idlePollMs = 100
@@ -263,6 +264,7 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int) 
 			}
 			w.c.ringDrops += r.kernelDrops()
 			w.publish()
+			r.flush() // frames the device refused before, if any
 			if err := r.wait(idlePollMs); err != nil {
 				return fmt.Errorf("worker ring: %w", err)
 			}
@@ -283,7 +285,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	t := d.table.Load()
 	now := d.now()
 	refused := 0
-	for range len(r.msgs) {
+	for range r.batch {
 		s, status, ok := r.next()
 		if !ok {
 			break
@@ -294,7 +296,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 		case status&unix.TP_STATUS_COPY != 0:
 			// Too large for a slot: the whole frame waits on the socket.
 			// Send what is queued first, so frames keep their order.
-			refused += r.flush()
+			r.flush()
 			if !d.forwardBig(w, r, h, status, t, now) {
 				refused++
 			}
@@ -309,7 +311,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 			refused += r.queue(s[start : mac+snap])
 		}
 	}
-	refused += r.flush()
+	r.flush()
 	r.release()
 	if refused > 0 {
 		w.c.reasons[Forwarded] -= uint64(refused)

@@ -14,13 +14,17 @@
 //
 // The kernel hands over every slot on its own, so no frame waits for others
 // to fill a batch. A worker takes the ready slots (up to a transmit batch),
-// decides every frame, rewrites the forwarded ones in place and hands them to
-// the kernel with sendmmsg straight out of the ring (no copy in userspace),
-// then returns the slots. PACKET_QDISC_BYPASS skips the qdisc layer on
-// transmit. A frame too large for a slot (jumbo frames, GSO super-frames) is
-// queued whole on the socket with PACKET_COPY_THRESH and its slot says so;
-// the worker reads it with recvfrom and sends it after the frames before it,
-// so order is kept. When its ring runs empty a worker spins on it for
+// decides every frame, rewrites the forwarded ones in place, copies them to
+// the slots of its transmit ring (a second socket with a TPACKET_V2 TX ring,
+// 1024 × 2 KiB by default) and hands the whole batch to the kernel with one
+// send call, then returns the receive slots. A frame that finds every
+// transmit slot still in flight is dropped (tx_error); frames the device
+// refuses (down, busy) stay on the ring and go with the next send.
+// PACKET_QDISC_BYPASS skips the qdisc layer on transmit. A frame too large
+// for a slot (jumbo frames, GSO super-frames) is queued whole on the socket
+// with PACKET_COPY_THRESH and its slot says so; the worker reads it with
+// recvfrom and sends it with sendto from the receiving socket, after the
+// frames before it, so order is kept. When its ring runs empty a worker spins on it for
 // RingConfig.BusyPoll (50 µs by default, yielding the CPU to anything else
 // runnable) before it sleeps in poll: a worker that never sleeps needs no
 // wake-up, which on a VM costs more than forwarding a frame. Worker threads
@@ -60,11 +64,12 @@
 //
 // # Memory
 //
-// Per worker: the ring (RingConfig.FrameSize × Frames), a 128 KiB buffer for
-// frames too large for a slot, up to 8 MiB of such frames queued on the
-// socket (SO_RCVBUF), and the flow table (FlowEntryBytes × entries, entries
-// rounded up to a power of two). With the defaults, 16 MiB + 4.5 MiB per
-// worker, plus the socket queue when large frames arrive faster than read.
+// Per worker: the rings (RingConfig.FrameSize × (Frames + TxFrames)), a
+// 128 KiB buffer for frames too large for a slot, up to 8 MiB of such frames
+// queued on the socket (SO_RCVBUF), and the flow table (FlowEntryBytes ×
+// entries, entries rounded up to a power of two). With the defaults,
+// 16 + 2 + 4.5 MiB per worker, plus the socket queue when large frames
+// arrive faster than read.
 //
 // # Attracting the traffic
 //

@@ -82,7 +82,7 @@ const (
 	DropProtocol           // protocol the balancer does not carry (ICMP, other)
 	DropNDP                // IPv6 neighbour discovery for a VIP: handled by the responder
 	DropTruncated          // the ring captured less than the whole frame
-	DropTxError            // the kernel refused the transmit (queue full, device down)
+	DropTxError            // no room to transmit (every TX ring slot in flight) or the kernel refused a large frame
 	numReasons
 )
 

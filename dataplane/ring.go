@@ -14,8 +14,12 @@ type RingConfig struct {
 	// ring blocks.
 	Frames int
 	// TxBatch is the most frames a worker takes from the ring before it
-	// hands the forwarded ones to the kernel in one sendmmsg.
+	// hands the forwarded ones to the kernel in one send call.
 	TxBatch int
+	// TxFrames is the number of slots (of FrameSize) of a worker's
+	// transmit ring: frames forwarded but not yet freed by the device. A
+	// frame that finds no free slot is dropped (tx_error).
+	TxFrames int
 	// BusyPoll is how long a worker whose ring ran empty keeps watching it
 	// before it sleeps in poll. Spinning spends that CPU time, but a worker
 	// that does not sleep needs no wake-up (on a VM, waking an idle vCPU can
@@ -23,9 +27,10 @@ type RingConfig struct {
 	BusyPoll time.Duration
 }
 
-// DefaultRingConfig is 8192 slots of 2 KiB (16 MiB per worker), transmit
-// batches of up to 64 frames and 50 µs of busy polling.
-var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, BusyPoll: 50 * time.Microsecond}
+// DefaultRingConfig is 8192 receive slots of 2 KiB (16 MiB per worker),
+// 1024 transmit slots (2 MiB), transmit batches of up to 64 frames and 50 µs
+// of busy polling.
+var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, TxFrames: 1024, BusyPoll: 50 * time.Microsecond}
 
 func (c RingConfig) withDefaults() RingConfig {
 	d := DefaultRingConfig
@@ -37,6 +42,9 @@ func (c RingConfig) withDefaults() RingConfig {
 	}
 	if c.TxBatch > 0 {
 		d.TxBatch = c.TxBatch
+	}
+	if c.TxFrames > 0 {
+		d.TxFrames = c.TxFrames
 	}
 	if c.BusyPoll != 0 {
 		d.BusyPoll = max(c.BusyPoll, 0)

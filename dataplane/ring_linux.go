@@ -12,13 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ring is one AF_PACKET socket with a TPACKET_V2 RX ring, used by one worker
-// to receive and (with sendmmsg, straight from the ring) to transmit.
+// ring is one worker's AF_PACKET socket with a TPACKET_V2 RX ring, and its
+// transmit ring (txRing).
 //
 // The kernel hands over each slot on its own (TP_STATUS_USER) and wakes a
 // sleeping worker for it, so a frame waits for no batch to fill. The worker
-// takes the ready slots in order, queues the forwarded frames for transmit,
-// and returns the slots to the kernel only after the frames in them were sent.
+// takes the ready slots in order, copies the forwarded frames to the transmit
+// ring, and returns the slots to the kernel.
 type ring struct {
 	fd        int
 	mem       []byte
@@ -30,10 +30,8 @@ type ring struct {
 	// big receives a frame that did not fit a slot (TP_STATUS_COPY).
 	big []byte
 
-	// transmit batch: iovecs point into held slots.
-	msgs []unix.Mmsghdr
-	iovs []unix.Iovec
-	n    int
+	tx    *txRing // where forwarded frames go
+	batch int     // most slots taken (and frames marked) before a kick
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -58,13 +56,12 @@ func openRing(ifindex int, cfg RingConfig, fanoutID int, filter []bpf.Instructio
 		r.close()
 		return nil, err
 	}
-	r.big = make([]byte, bigFrameSize)
-	r.msgs = make([]unix.Mmsghdr, cfg.TxBatch)
-	r.iovs = make([]unix.Iovec, cfg.TxBatch)
-	for i := range r.msgs {
-		r.msgs[i].Hdr.Iov = &r.iovs[i]
-		r.msgs[i].Hdr.Iovlen = 1
+	if r.tx, err = openTxRing(ifindex, cfg.FrameSize, cfg.TxFrames); err != nil {
+		r.close()
+		return nil, err
 	}
+	r.big = make([]byte, bigFrameSize)
+	r.batch = cfg.TxBatch
 	return r, nil
 }
 
@@ -106,14 +103,9 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fmt.Errorf("set PACKET_RX_RING (%d slots of %d bytes): %w", r.frames, r.frameSize, os.NewSyscallError("setsockopt", err))
 	}
-	size := blocks * ringBlockSize
-	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
+	mem, err := mmapRing(fd, blocks*ringBlockSize)
 	if err != nil {
-		// MAP_LOCKED fails under a small RLIMIT_MEMLOCK; the ring works without.
-		mem, err = unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	}
-	if err != nil {
-		return fmt.Errorf("mmap rx ring: %w", os.NewSyscallError("mmap", err))
+		return fmt.Errorf("mmap rx ring: %w", err)
 	}
 	r.mem = mem
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
@@ -129,6 +121,20 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 		}
 	}
 	return nil
+}
+
+// mmapRing maps a socket's ring of size bytes, locked in memory if
+// RLIMIT_MEMLOCK allows.
+func mmapRing(fd, size int) ([]byte, error) {
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
+	if err != nil {
+		// MAP_LOCKED fails under a small RLIMIT_MEMLOCK; the ring works without.
+		mem, err = unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return mem, nil
 }
 
 // setFilter attaches (or atomically replaces) the socket's classic BPF filter.
@@ -231,41 +237,22 @@ func (r *ring) release() {
 	}
 }
 
-// queue adds buf (which lives in a held slot) to the transmit batch, flushing
-// the batch when it is full. It returns the number of frames the kernel
-// refused.
+// queue copies buf (a virtio_net_hdr and a frame) to the transmit ring,
+// kicking the kernel when a batch is marked. It returns 1 if the frame could
+// not be queued, else 0.
 func (r *ring) queue(buf []byte) (refused int) {
-	r.iovs[r.n].Base = &buf[0]
-	r.iovs[r.n].SetLen(len(buf))
-	r.n++
-	if r.n == len(r.msgs) {
-		return r.flush()
+	if !r.tx.put(buf) {
+		return 1
+	}
+	if r.tx.marked >= r.batch {
+		r.tx.kick()
 	}
 	return 0
 }
 
-// flush sends the transmit batch with as few sendmmsg calls as the kernel
-// allows. It returns the number of frames the kernel refused.
-func (r *ring) flush() (refused int) {
-	sent := 0
-	for sent < r.n {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd),
-			uintptr(unsafe.Pointer(&r.msgs[sent])), uintptr(r.n-sent), unix.MSG_DONTWAIT, 0, 0)
-		switch {
-		case errno == unix.EINTR:
-			continue
-		case errno != 0:
-			// The first frame of the rest was refused (queue full, frame
-			// rejected): count it and go on with the next.
-			refused++
-			sent++
-		default:
-			sent += int(n)
-		}
-	}
-	r.n = 0
-	return refused
-}
+// flush has the kernel send every queued frame. Frames it cannot send now
+// stay queued and go with the next flush.
+func (r *ring) flush() { r.tx.kick() }
 
 // recvBig reads the frame at the head of the socket queue, one that did not
 // fit a slot, into r.big at offset off, preceded by its virtio_net_hdr. It
@@ -310,6 +297,10 @@ func (r *ring) kernelDrops() uint64 {
 
 func (r *ring) close() error {
 	var errs []error
+	if r.tx != nil {
+		errs = append(errs, r.tx.close())
+		r.tx = nil
+	}
 	if r.mem != nil {
 		errs = append(errs, unix.Munmap(r.mem))
 		r.mem = nil
