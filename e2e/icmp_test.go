@@ -20,11 +20,18 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-// icmpSeen records, per server, the quoted destination ports of ICMP
-// "fragmentation needed" / "packet too big" messages it received.
+// icmpSeen records, per server, the quoted flows (IP version and client port)
+// of ICMP "fragmentation needed" / "packet too big" messages it received.
 type icmpSeen struct {
 	mu    sync.Mutex
-	ports map[string][]uint16
+	ports map[string][]icmpFlow
+}
+
+// icmpFlow names a test flow by its IP version and client port: an IPv4 and
+// an IPv6 connection may share a port number.
+type icmpFlow struct {
+	v6   bool
+	port uint16
 }
 
 func (s *icmpSeen) watch(t *testing.T, l *dsrLab, h *labnet.Host) {
@@ -35,6 +42,7 @@ func (s *icmpSeen) watch(t *testing.T, l *dsrLab, h *labnet.Host) {
 		}
 		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
 		var quoted []byte
+		v6 := false
 		if m, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok && m.TypeCode.Type() == 3 && m.TypeCode.Code() == 4 {
 			if len(m.Payload) >= 28 {
 				ihl := int(m.Payload[0]&0xf) * 4
@@ -43,12 +51,12 @@ func (s *icmpSeen) watch(t *testing.T, l *dsrLab, h *labnet.Host) {
 		}
 		if m, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok && m.TypeCode.Type() == 2 {
 			if len(m.Payload) >= 4+48 {
-				quoted = m.Payload[4+40:]
+				quoted, v6 = m.Payload[4+40:], true
 			}
 		}
 		if len(quoted) >= 4 {
 			s.mu.Lock()
-			s.ports[h.Name] = append(s.ports[h.Name], binary.BigEndian.Uint16(quoted[2:]))
+			s.ports[h.Name] = append(s.ports[h.Name], icmpFlow{v6, binary.BigEndian.Uint16(quoted[2:])})
 			s.mu.Unlock()
 		}
 	})
@@ -65,7 +73,7 @@ func (s *icmpSeen) watch(t *testing.T, l *dsrLab, h *labnet.Host) {
 func TestICMPThroughDSR(t *testing.T) {
 	l := newDSRLab(t, 3)
 	l.startBalancer(l.config(l.servers, ""))
-	seen := &icmpSeen{ports: map[string][]uint16{}}
+	seen := &icmpSeen{ports: map[string][]icmpFlow{}}
 	for _, s := range l.servers {
 		seen.watch(t, l, s)
 	}
@@ -73,7 +81,7 @@ func TestICMPThroughDSR(t *testing.T) {
 	o := frameOpts{dst: l.lb.MAC, src: l.client.MAC}
 	router4, router6 := netip.MustParseAddr("198.18.0.254"), netip.MustParseAddr("2001:db8:18::fe")
 
-	owner := map[uint16]string{} // client port → server
+	owner := map[icmpFlow]string{} // client flow → server
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		for i := 0; i < 30; i++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -90,7 +98,7 @@ func TestICMPThroughDSR(t *testing.T) {
 				t.Fatal(err)
 			}
 			port := uint16(c.LocalAddr().(*net.TCPAddr).Port)
-			owner[port] = strings.TrimSpace(name)
+			owner[icmpFlow{vip.Is6(), port}] = strings.TrimSpace(name)
 			// The server's reply as a router on the way back would quote it.
 			client := l.client.Addr4
 			if vip.Is6() {
@@ -140,7 +148,7 @@ func TestICMPThroughDSR(t *testing.T) {
 		for _, p := range ports {
 			got++
 			if owner[p] != srv {
-				t.Errorf("ICMP for the flow from port %d (on %s) reached %s", p, owner[p], srv)
+				t.Errorf("ICMP for the flow from port %d (IPv6 %v, on %s) reached %s", p.port, p.v6, owner[p], srv)
 			}
 		}
 	}
