@@ -92,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sinkPass := fs.Bool("sink-pass", false, "let frames into the sinks' IP stacks instead of dropping them at ingress")
 	dsrlb := fs.String("dsrlb", "", "dsrlb binary to run (default: go build ./cmd/dsrlb into a temporary directory)")
 	dsrlbFlags := fs.String("dsrlb-flags", "", `more flags for every "dsrlb run", space-separated, e.g. "--busy-poll 0"`)
+	vipMAC := fs.String("vip-mac", "auto", "dsrlb's --vip-mac: auto (the VIPs on a virtual MAC, which the generator then targets) or interface (the lb's own MAC)")
 	altBin := fs.String("alt-bin", "", "A/B: also run this dsrlb binary as mode dsrlb-wN-alt beside each dsrlb-wN")
 	altFlags := fs.String("alt-flags", "", `A/B: also run dsrlb with these extra flags as mode dsrlb-wN-alt (with --alt-bin: that binary)`)
 	ring := fs.String("trafgen-ring", "", "trafgen's ring size (-S), e.g. 8MiB")
@@ -110,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Reps: *reps, LatencyReps: *latReps, Warmup: *warmup, Window: *window,
 		Sinks: *sinks, Flows: *flows, Generator: *generator, GenThreads: *threads,
 		Rate: *rate, Latency: *lat, LatencyRate: *latRate, RPS: *rps,
-		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), AltBin: *altBin, AltFlags: strings.Fields(*altFlags), LatencyPin: *latPin, TrafgenRing: *ring,
+		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), AltBin: *altBin, VIPMAC: *vipMAC, AltFlags: strings.Fields(*altFlags), LatencyPin: *latPin, TrafgenRing: *ring,
 		Progress: stderr,
 	}
 	var err error

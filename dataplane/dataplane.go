@@ -1,11 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +30,14 @@ type Config struct {
 	FlowIdleTimeout time.Duration
 	// Ring sizes the receive rings; zero fields take DefaultRingConfig's.
 	Ring RingConfig
+	// VIPMAC is the MAC address the VIPs are answered on (ARP, neighbour
+	// advertisements, announcements) and forwarded frames leave from; nil
+	// is the interface's own. A MAC the interface does not own (see
+	// VirtualMAC) is a virtual MAC, as hardware L4 switches use: the
+	// interface is told to accept it (PACKET_MR_UNICAST), and the kernel
+	// ignores the VIP frames by itself, since they are not addressed to it,
+	// so no netdev drop rule is needed (with IP forwarding off).
+	VIPMAC net.HardwareAddr
 	// Log receives control-path messages; nil discards them.
 	Log *slog.Logger
 }
@@ -65,8 +75,39 @@ type Dataplane struct {
 	sys     sysDataplane // OS-specific sockets and rings
 }
 
-// MAC returns the interface's MAC address, the source of every forwarded frame.
+// MAC returns the MAC address the VIPs are answered on, the source of every
+// forwarded frame: Config.VIPMAC, or the interface's own.
 func (d *Dataplane) MAC() net.HardwareAddr { return net.HardwareAddr(d.mac[:]) }
+
+// VirtualMAC returns the virtual MAC address derived from an interface's
+// MAC hw: hw with the locally administered bit set (and the group bit
+// clear), or, if hw already has it, with bit 0x04 of the first byte flipped.
+// It is stable across restarts and differs from hw.
+func VirtualMAC(hw net.HardwareAddr) net.HardwareAddr {
+	v := slices.Clone(hw)
+	if len(v) == 0 {
+		return v
+	}
+	v[0] = (v[0] | 0x02) &^ 0x01
+	if bytes.Equal(v, hw) {
+		v[0] ^= 0x04
+	}
+	return v
+}
+
+// checkVIPMAC returns an error unless m can be the VIPs' MAC: six bytes,
+// unicast, not all zero.
+func checkVIPMAC(m net.HardwareAddr) error {
+	switch {
+	case len(m) != 6:
+		return fmt.Errorf("VIP MAC %q: want a 6-byte Ethernet address", m)
+	case m[0]&0x01 != 0:
+		return fmt.Errorf("VIP MAC %s is a multicast address", m)
+	case bytes.Equal(m, make(net.HardwareAddr, 6)):
+		return fmt.Errorf("VIP MAC %s is all zero", m)
+	}
+	return nil
+}
 
 // Interface returns the interface the dataplane runs on.
 func (d *Dataplane) Interface() *net.Interface { return d.ifi }

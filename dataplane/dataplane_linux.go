@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,14 +55,31 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 		return nil, err
 	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
-	if d.sys.drop = newKernelDrop(cfg.Interface); d.sys.drop != nil {
+	virtual := false
+	if cfg.VIPMAC != nil {
+		if err := checkVIPMAC(cfg.VIPMAC); err != nil {
+			return nil, err
+		}
+		d.mac = [6]byte(cfg.VIPMAC)
+		virtual = !bytes.Equal(cfg.VIPMAC, ifi.HardwareAddr)
+	}
+	// The kernel must not handle VIP frames itself. Frames to a virtual
+	// MAC it drops on its own (not addressed to it) unless it forwards IP;
+	// otherwise an nft netdev ingress rule drops them after dsrlb's taps.
+	forwarding := checkForwarding(cfg.Interface, vips)
+	drop := newKernelDrop(cfg.Interface)
+	switch {
+	case virtual && forwarding == nil:
+		cfg.Log.Info("VIPs answer on a virtual MAC: the kernel ignores their frames (not addressed to it), no drop rule needed", "vip_mac", d.MAC().String())
+	case drop != nil:
+		d.sys.drop = drop
 		if err := d.sys.drop.install(vips); err != nil {
 			return nil, err
 		}
 		cfg.Log.Info("the kernel drops VIP frames at netdev ingress, after dsrlb's taps", "table", "netdev "+d.sys.drop.table)
-	} else if err := checkForwarding(cfg.Interface, vips); err != nil {
-		return nil, err
-	} else {
+	case forwarding != nil:
+		return nil, forwarding
+	default:
 		cfg.Log.Info("nft not found: relying on IP forwarding being off for the kernel to ignore VIP traffic")
 	}
 	d.table.Store(t)
@@ -73,6 +91,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	filter := vipFilter(vips)
 	for i := 0; i < cfg.Workers; i++ {
 		r, err := openRing(ifi.Index, cfg.Ring, fanoutID, filter)
+		if err == nil && virtual {
+			err = r.acceptMAC(ifi.Index, d.mac)
+		}
 		if err != nil {
 			d.closeRings()
 			d.removeDrop()

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,18 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanout); err != nil {
 			return fmt.Errorf("join PACKET_FANOUT group %d: %w", fanoutID, os.NewSyscallError("setsockopt", err))
 		}
+	}
+	return nil
+}
+
+// acceptMAC has the interface accept frames addressed to mac as long as the
+// socket is open (PACKET_MR_UNICAST: the address joins the NIC's unicast
+// filter, or the NIC goes promiscuous if it has no room).
+func (r *ring) acceptMAC(ifindex int, mac [6]byte) error {
+	mreq := unix.PacketMreq{Ifindex: int32(ifindex), Type: unix.PACKET_MR_UNICAST, Alen: 6}
+	copy(mreq.Address[:], mac[:])
+	if err := unix.SetsockoptPacketMreq(r.fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
+		return fmt.Errorf("accept frames for %s (PACKET_MR_UNICAST): %w", net.HardwareAddr(mac[:]), os.NewSyscallError("setsockopt", err))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"testing"
 	"unsafe"
@@ -386,5 +387,31 @@ func BenchmarkFlowTableLookupCold(b *testing.B) {
 	}
 	if found == 0 {
 		b.Fatal("no flow found")
+	}
+}
+
+func TestVirtualMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"00:16:3e:12:34:56": "02:16:3e:12:34:56", // globally administered: set the local bit
+		"02:00:00:00:00:02": "06:00:00:00:00:02", // already local: flip 0x04
+		"06:00:00:00:00:02": "02:00:00:00:00:02",
+	} {
+		hw, _ := net.ParseMAC(in)
+		got := VirtualMAC(hw)
+		if got.String() != want {
+			t.Errorf("VirtualMAC(%s) = %s, want %s", in, got, want)
+		}
+		if err := checkVIPMAC(got); err != nil {
+			t.Errorf("VirtualMAC(%s) = %s: %v", in, got, err)
+		}
+		if hw.String() != in {
+			t.Errorf("VirtualMAC changed its argument to %s", hw)
+		}
+	}
+	for _, bad := range []string{"01:00:5e:00:00:01", "00:00:00:00:00:00"} {
+		hw, _ := net.ParseMAC(bad)
+		if checkVIPMAC(hw) == nil {
+			t.Errorf("checkVIPMAC(%s) accepted it", bad)
+		}
 	}
 }

@@ -214,3 +214,21 @@ func TestAltSummary(t *testing.T) {
 		t.Errorf("no CPU comparison of the variant in:\n%s", out.String())
 	}
 }
+
+func TestVIPMACFlag(t *testing.T) {
+	for _, tc := range []struct {
+		def   string
+		flags []string
+		want  string
+	}{
+		{"auto", nil, "auto"},
+		{"auto", []string{"--busy-poll", "0", "--vip-mac", "interface"}, "interface"},
+		{"interface", []string{"--vip-mac=auto"}, "auto"},
+		{"auto", []string{"--vip-mac", "interface", "-vip-mac=auto"}, "auto"},
+		{"auto", []string{"--vip-mac"}, "auto"}, // no value: dsrlb will complain
+	} {
+		if got := vipMACFlag(tc.def, tc.flags); got != tc.want {
+			t.Errorf("vipMACFlag(%q, %q) = %q, want %q", tc.def, tc.flags, got, tc.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/testbed"
+	"github.com/dsrlb/dsrlb/dataplane"
 )
 
 // Mode is one way of getting the generator's frames to the sinks.
@@ -150,6 +151,9 @@ type Dsrlb struct {
 	PhaseFlags []string
 	// Label follows the mode's name (AltSuffix for the A/B variant).
 	Label string
+	// VirtualMAC runs dsrlb with --vip-mac auto: the generator then sends
+	// to the balancer's virtual MAC (dataplane.VirtualMAC of its own).
+	VirtualMAC bool
 
 	cmd     *exec.Cmd
 	out     *outputBuffer
@@ -163,14 +167,28 @@ func (d *Dsrlb) Name() string { return fmt.Sprintf("dsrlb-w%d%s", d.Workers, d.L
 // Config.AltFlags): dsrlb-w1-alt is compared with dsrlb-w1.
 const AltSuffix = "-alt"
 
-func (*Dsrlb) Target(b *testbed.Bed) net.HardwareAddr { return b.LB.MAC }
+func (d *Dsrlb) Target(b *testbed.Bed) net.HardwareAddr {
+	if d.VirtualMAC {
+		return dataplane.VirtualMAC(b.LB.MAC)
+	}
+	return b.LB.MAC
+}
 
 // ReadyLine is what dsrlb logs once its dataplane is open.
 const ReadyLine = "dsrlb running"
 
 func (d *Dsrlb) Start(ctx context.Context, b *testbed.Bed) error {
 	d.out = &outputBuffer{}
-	d.cmd = b.LB.NS.Command(d.Bin, slices.Concat(DsrlbArgs(b.LB.Link, d.VIP, d.Workers, backends(b)), d.Flags, d.PhaseFlags)...)
+	args := DsrlbArgs(b.LB.Link, d.VIP, d.Workers, backends(b))
+	if d.VirtualMAC {
+		// Pinned on the bridge like every host's MAC (dsrlb's forwarded
+		// frames would teach it too, but not before the first one).
+		if err := b.PinMAC(b.LB, dataplane.VirtualMAC(b.LB.MAC)); err != nil {
+			return err
+		}
+		args = append(args, "--vip-mac", "auto")
+	}
+	d.cmd = b.LB.NS.Command(d.Bin, slices.Concat(args, d.Flags, d.PhaseFlags)...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

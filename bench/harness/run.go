@@ -64,6 +64,10 @@ type Config struct {
 	// and AltFlags, measured in the same alternation, for A/B comparisons.
 	AltBin   string
 	AltFlags []string
+	// VIPMAC is dsrlb's --vip-mac: "auto" (a virtual MAC, the generator
+	// sends to it) or "interface"; a --vip-mac in DsrlbFlags or AltFlags
+	// overrides it for those modes.
+	VIPMAC string
 	// LatencyPin pins dsrlb's workers off the latency generator's CPU
 	// during the latency phase.
 	LatencyPin  bool
@@ -84,6 +88,9 @@ func (c *Config) validate() error {
 	}
 	if slices.Contains(c.Modes, "dsrlb") && len(c.Workers) == 0 {
 		errs = append(errs, errors.New("workers: none"))
+	}
+	if c.VIPMAC != "auto" && c.VIPMAC != "interface" {
+		errs = append(errs, fmt.Errorf("vip-mac %q: want auto or interface", c.VIPMAC))
 	}
 	for _, w := range c.Workers {
 		if w < 1 || w > 256 {
@@ -150,6 +157,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.DsrlbFlags) > 0 {
 		rep.Notes = append(rep.Notes, "dsrlb run with extra flags: "+strings.Join(cfg.DsrlbFlags, " "))
 	}
+	if slices.Contains(cfg.Modes, "dsrlb") {
+		if cfg.VIPMAC == "auto" {
+			rep.Notes = append(rep.Notes, "dsrlb: --vip-mac auto (VIPs on a virtual MAC, pinned on the bridge; the generator sends to it; the lb's kernel drops the frames as not its own, no nft rule)")
+		} else {
+			rep.Notes = append(rep.Notes, "dsrlb: --vip-mac interface (VIPs on the lb's own MAC; an nft netdev ingress rule drops the frames after dsrlb's taps)")
+		}
+	}
 	if cfg.AltBin != "" || len(cfg.AltFlags) > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("dsrlb-wN%s: binary %s, extra flags %q", AltSuffix, cmp.Or(cfg.AltBin, "the same"), strings.Join(cfg.AltFlags, " ")))
 	}
@@ -175,10 +189,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			h.modes = append(h.modes, &Nft{VIP: h.vip})
 		case "dsrlb":
 			for _, w := range cfg.Workers {
-				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip, Flags: h.cfg.DsrlbFlags})
+				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip, Flags: h.cfg.DsrlbFlags,
+					VirtualMAC: vipMACFlag(cfg.VIPMAC, h.cfg.DsrlbFlags) == "auto"})
 				if cfg.AltBin != "" || len(cfg.AltFlags) > 0 {
 					bin := cmp.Or(cfg.AltBin, h.cfg.DsrlbBin)
-					h.modes = append(h.modes, &Dsrlb{Bin: bin, Workers: w, VIP: h.vip, Flags: slices.Concat(h.cfg.DsrlbFlags, cfg.AltFlags), Label: AltSuffix})
+					flags := slices.Concat(h.cfg.DsrlbFlags, cfg.AltFlags)
+					h.modes = append(h.modes, &Dsrlb{Bin: bin, Workers: w, VIP: h.vip, Flags: flags, Label: AltSuffix,
+						VirtualMAC: vipMACFlag(cfg.VIPMAC, flags) == "auto"})
 				}
 			}
 		}
@@ -206,6 +223,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Interrupted = ctx.Err() != nil
 	rep.Finished = time.Now()
 	return rep, nil
+}
+
+// vipMACFlag returns the value of the last --vip-mac in flags, or def.
+func vipMACFlag(def string, flags []string) string {
+	v := def
+	for i, f := range flags {
+		switch {
+		case (f == "--vip-mac" || f == "-vip-mac") && i+1 < len(flags):
+			v = flags[i+1]
+		case strings.HasPrefix(f, "--vip-mac="), strings.HasPrefix(f, "-vip-mac="):
+			v = f[strings.Index(f, "=")+1:]
+		}
+	}
+	return v
 }
 
 // Phases.

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
 
@@ -11,26 +12,36 @@ import (
 
 // staticFDB pins every host's MAC to its bridge port.
 func (b *Bed) staticFDB() error {
+	for _, h := range b.Hosts() {
+		if err := b.PinMAC(h, h.MAC); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PinMAC adds a static FDB entry on the bridge: frames to mac go to h's
+// port. A balancer answering on a virtual MAC needs it like every host's own
+// MAC: the bench's sinks are silent, and the bridge would otherwise flood.
+func (b *Bed) PinMAC(h *labnet.Host, mac net.HardwareAddr) error {
 	nh, err := b.Net.Switch.Netlink()
 	if err != nil {
 		return err
 	}
 	defer nh.Close()
-	for _, h := range b.Hosts() {
-		port, err := nh.LinkByName(h.Port)
-		if err != nil {
-			return fmt.Errorf("find switch port %s: %w", h.Port, err)
-		}
-		n := &netlink.Neigh{
-			LinkIndex:    port.Attrs().Index,
-			Family:       unix.AF_BRIDGE,
-			State:        netlink.NUD_NOARP, // "static" in bridge(8)
-			Flags:        netlink.NTF_MASTER,
-			HardwareAddr: h.MAC,
-		}
-		if err := nh.NeighSet(n); err != nil {
-			return fmt.Errorf("static FDB entry %s on %s: %w", h.MAC, h.Port, err)
-		}
+	port, err := nh.LinkByName(h.Port)
+	if err != nil {
+		return fmt.Errorf("find switch port %s: %w", h.Port, err)
+	}
+	n := &netlink.Neigh{
+		LinkIndex:    port.Attrs().Index,
+		Family:       unix.AF_BRIDGE,
+		State:        netlink.NUD_NOARP, // "static" in bridge(8)
+		Flags:        netlink.NTF_MASTER,
+		HardwareAddr: mac,
+	}
+	if err := nh.NeighSet(n); err != nil {
+		return fmt.Errorf("static FDB entry %s on %s: %w", mac, h.Port, err)
 	}
 	return nil
 }

@@ -4,12 +4,18 @@ package testbed
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
 )
 
 func (b *Bed) staticFDB() error {
+	return fmt.Errorf("static FDB entries are not supported on %s", runtime.GOOS)
+}
+
+// PinMAC adds a static FDB entry on the bridge; Linux only.
+func (b *Bed) PinMAC(h *labnet.Host, mac net.HardwareAddr) error {
 	return fmt.Errorf("static FDB entries are not supported on %s", runtime.GOOS)
 }
 

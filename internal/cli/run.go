@@ -21,6 +21,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	iface := fs.String("interface", "", "interface that receives VIP traffic and reaches the servers")
 	workers := fs.Int("workers", 0, "worker count (0: one per CPU); with --config, overrides the file's when set")
 	cpus := fs.String("cpus", "", `pin worker i to the i-th CPU of this list ("1", "2-5", "0,2"); with --workers 0, one worker per listed CPU; overrides the config's cpus when set`)
+	vipMAC := fs.String("vip-mac", config.VIPMACInterface, `MAC address the VIPs answer ARP/NDP on and forwarded frames leave from: "interface" (the interface's own), "auto" (a virtual MAC derived from it: the kernel then ignores VIP frames by itself, no nft rule, cheaper per packet; needs a network that allows a second MAC on the port) or a unicast MAC; overrides the config's vip_mac when set`)
 	busyPoll := fs.Duration("busy-poll", config.DefaultBusyPoll, "how long a worker spins on its empty ring before it sleeps (0: sleep at once; at most 10ms); spinning costs CPU, sleeping costs wake-up latency; overrides the config's busy_poll when set")
 	adminAddr := fs.String("admin", "-", `admin endpoint address (metrics, status, reload); "" turns it off; default: the config's admin:, else `+config.DefaultAdmin)
 	var vips, backends listFlag
@@ -63,6 +64,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if flagSet(fs, "cpus") {
 		if err := cfg.SetCPUs(*cpus); err != nil {
 			return fail(stderr, exitUsage, "run: --cpus: %v", err)
+		}
+	}
+	if flagSet(fs, "vip-mac") {
+		if err := cfg.SetVIPMAC(*vipMAC); err != nil {
+			return fail(stderr, exitUsage, "run: --vip-mac: %v", err)
 		}
 	}
 	if flagSet(fs, "busy-poll") {

@@ -64,6 +64,10 @@ type Config struct {
 	// BusyPoll is how long a worker whose ring ran empty keeps watching it
 	// before it sleeps; 0 means it sleeps at once.
 	BusyPoll time.Duration
+	// VIPMAC is the MAC address the VIPs answer on: VIPMACInterface (the
+	// interface's own), VIPMACAuto (a virtual MAC derived from it) or a
+	// unicast MAC in canonical form.
+	VIPMAC string
 	// Services is never empty.
 	Services []Service
 }
@@ -209,6 +213,36 @@ func (c *Config) SetCPUs(list string) error {
 	return nil
 }
 
+// The symbolic values of vip_mac.
+const (
+	VIPMACInterface = "interface"
+	VIPMACAuto      = "auto"
+)
+
+// SetVIPMAC sets VIPMAC, as the vip_mac key would: "interface" (or ""),
+// "auto", or a unicast Ethernet address.
+func (c *Config) SetVIPMAC(v string) error {
+	switch v = strings.TrimSpace(v); v {
+	case "", VIPMACInterface:
+		c.VIPMAC = VIPMACInterface
+		return nil
+	case VIPMACAuto:
+		c.VIPMAC = VIPMACAuto
+		return nil
+	}
+	m, err := net.ParseMAC(v)
+	switch {
+	case err != nil || len(m) != 6:
+		return fmt.Errorf("%q: want %q, %q or an Ethernet address like 02:00:5e:00:01:01", v, VIPMACInterface, VIPMACAuto)
+	case m[0]&0x01 != 0:
+		return fmt.Errorf("%s is a multicast address", m)
+	case bytes.Equal(m, make(net.HardwareAddr, 6)):
+		return fmt.Errorf("%s is all zero", m)
+	}
+	c.VIPMAC = m.String()
+	return nil
+}
+
 // SetBusyPoll sets BusyPoll, as the busy_poll key would.
 func (c *Config) SetBusyPoll(d time.Duration) error {
 	if d < 0 || d > maxBusyPoll {
@@ -227,6 +261,7 @@ func defaultConfig() *Config {
 		NeighborRefresh: defaultNeighborRefresh,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		VIPMAC:          VIPMACInterface,
 	}
 }
 
@@ -343,7 +378,7 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "vip_mac", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
 	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
 	backendKeys   = []string{"address", "mac", "weight", "health"}
@@ -416,6 +451,11 @@ func (d *decoder) decode(data []byte) *Config {
 	if v, ok := d.str(topField("cpus"), top["cpus"]); ok {
 		if err := c.SetCPUs(v); err != nil {
 			d.fail(topField("cpus"), top["cpus"], err.Error())
+		}
+	}
+	if v, ok := d.str(topField("vip_mac"), top["vip_mac"]); ok {
+		if err := c.SetVIPMAC(v); err != nil {
+			d.fail(topField("vip_mac"), top["vip_mac"], err.Error())
 		}
 	}
 	if n := top["services"]; d.list(topField("services"), n) {

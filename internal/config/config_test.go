@@ -37,6 +37,7 @@ func TestLoadExample(t *testing.T) {
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "web",
 			VIP:       netip.MustParseAddr("10.0.0.100"),
@@ -76,6 +77,7 @@ services:
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "dns",
 			VIP:       netip.MustParseAddr("2001:db8::53"),
@@ -98,6 +100,7 @@ flow_table: {size: 16777216, idle_timeout: 90s}
 neighbor_refresh: 1s
 busy_poll: 0s
 cpus: "1-2,0"
+vip_mac: 02:00:5E:00:01:01
 services:
   - {name: dns, vip: 2001:db8::53, port: 53, protocol: UDP, table_size: 7,
      backends: [{address: 2001:db8::1, weight: 0}, {address: 2001:db8::2, weight: 65535}]}
@@ -109,7 +112,7 @@ services:
 	}
 	if got.Workers != 256 || got.Seed != 1<<64-1 || got.FlowTable.Size != 1<<24 ||
 		got.FlowTable.IdleTimeout != 90*time.Second || got.NeighborRefresh != time.Second || got.BusyPoll != 0 ||
-		!slices.Equal(got.CPUs, []int{1, 2, 0}) {
+		!slices.Equal(got.CPUs, []int{1, 2, 0}) || got.VIPMAC != "02:00:5e:00:01:01" {
 		t.Errorf("top-level values not taken: %+v", got)
 	}
 	s := got.Services[0]
@@ -306,6 +309,16 @@ var parseErrorCases = []struct {
 		name: "bad cpu list",
 		in:   "cpus: 1-a\n" + validYAML,
 		want: []string{`cpus: CPU list "1-a": "1-a" is not a CPU range (low-high) (line 1)`},
+	},
+	{
+		name: "vip_mac multicast",
+		in:   "vip_mac: 01:00:5e:00:00:01\n" + validYAML,
+		want: []string{`vip_mac: 01:00:5e:00:00:01 is a multicast address (line 1)`},
+	},
+	{
+		name: "vip_mac not a MAC",
+		in:   "vip_mac: virtual\n" + validYAML,
+		want: []string{`vip_mac: "virtual": want "interface", "auto" or an Ethernet address like 02:00:5e:00:01:01 (line 1)`},
 	},
 	{
 		name: "busy_poll negative",
@@ -725,6 +738,7 @@ func TestFromFlags(t *testing.T) {
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		VIPMAC:          VIPMACInterface,
 		Services: []Service{
 			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537,
 				Health: defaultHealth(), Backends: v4},
@@ -805,5 +819,23 @@ func TestFromFlags(t *testing.T) {
 				t.Errorf("errors\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestSetVIPMAC(t *testing.T) {
+	for in, want := range map[string]string{
+		"": VIPMACInterface, "interface": VIPMACInterface, " auto ": VIPMACAuto,
+		"02-00-5E-00-01-01": "02:00:5e:00:01:01",
+	} {
+		var c Config
+		if err := c.SetVIPMAC(in); err != nil || c.VIPMAC != want {
+			t.Errorf("SetVIPMAC(%q) = %q, %v; want %q", in, c.VIPMAC, err, want)
+		}
+	}
+	for _, in := range []string{"00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "02:00:5e:00:01", "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "Auto"} {
+		var c Config
+		if err := c.SetVIPMAC(in); err == nil {
+			t.Errorf("SetVIPMAC(%q) took it as %q", in, c.VIPMAC)
+		}
 	}
 }

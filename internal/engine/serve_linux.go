@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -46,6 +47,10 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	if err != nil {
 		return dataplane.Stats{}, err
 	}
+	vipMAC, err := resolveVIPMAC(cfg.VIPMAC, cfg.Interface)
+	if err != nil {
+		return dataplane.Stats{}, err
+	}
 	dp, err := dataplane.Open(dataplane.Config{
 		Interface:       cfg.Interface,
 		Workers:         cfg.Workers,
@@ -53,6 +58,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
 		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll)},
+		VIPMAC:          vipMAC,
 		Log:             log,
 	}, t)
 	if err != nil {
@@ -62,7 +68,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	for _, s := range t.Services() {
 		backends += len(s.Backends())
 	}
-	log.Info("dsrlb running", "interface", cfg.Interface, "mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs),
+	log.Info("dsrlb running", "interface", cfg.Interface, "vip_mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs),
 		"services", len(t.Services()), "backends", backends,
 		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes, "admin", cfg.Admin)
 	for _, s := range t.Services() {
@@ -131,6 +137,22 @@ func needsDSRProber(cfg *config.Config) bool {
 		}
 	}
 	return false
+}
+
+// resolveVIPMAC turns the config's vip_mac into dataplane.Config.VIPMAC:
+// nil for the interface's own MAC, the derived virtual MAC for "auto".
+func resolveVIPMAC(v, iface string) (net.HardwareAddr, error) {
+	switch v {
+	case "", config.VIPMACInterface:
+		return nil, nil
+	case config.VIPMACAuto:
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return nil, fmt.Errorf("vip_mac auto: interface %s: %w", iface, err)
+		}
+		return dataplane.VirtualMAC(ifi.HardwareAddr), nil
+	}
+	return net.ParseMAC(v)
 }
 
 // busyPoll turns the config's busy_poll (0: off) into RingConfig.BusyPoll
