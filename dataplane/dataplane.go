@@ -21,7 +21,8 @@ type Config struct {
 	// Workers is the number of workers, each with its own socket and ring;
 	// 0 means one per CPU (one per entry of CPUs when that is set).
 	Workers int
-	// CPUs, if set, pins worker i's thread to CPUs[i % len(CPUs)].
+	// CPUs, if set, pins worker i's thread to CPUs[i % len(CPUs)]. Workers
+	// pinned to a CPU together do not busy-poll (see RingConfig.BusyPoll).
 	CPUs []int
 	// FlowTableSize is the number of flow entries per worker (default 65536).
 	FlowTableSize int
@@ -78,6 +79,30 @@ type Dataplane struct {
 // MAC returns the MAC address the VIPs are answered on, the source of every
 // forwarded frame: Config.VIPMAC, or the interface's own.
 func (d *Dataplane) MAC() net.HardwareAddr { return net.HardwareAddr(d.mac[:]) }
+
+// workerCPUs returns the CPU each of n workers is pinned to (-1: none):
+// worker i gets cpus[i % len(cpus)].
+func workerCPUs(n int, cpus []int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = -1
+		if len(cpus) > 0 {
+			out[i] = cpus[i%len(cpus)]
+		}
+	}
+	return out
+}
+
+// sharesCPU reports whether worker i's CPU (cpus from workerCPUs) is also
+// another worker's.
+func sharesCPU(cpus []int, i int) bool {
+	for j, c := range cpus {
+		if j != i && c == cpus[i] {
+			return true
+		}
+	}
+	return false
+}
 
 // VirtualMAC returns the virtual MAC address derived from an interface's
 // MAC hw: hw with the locally administered bit set (and the group bit

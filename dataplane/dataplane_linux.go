@@ -219,15 +219,22 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); d.sys.responder.run(rctx) }()
 	d.sys.responder.setVIPs(d.sys.vips)
 	errs := make([]error, len(d.workers))
+	cpus := workerCPUs(len(d.workers), d.cfg.CPUs)
+	if len(d.cfg.CPUs) > 0 && len(d.workers) > len(d.cfg.CPUs) {
+		d.cfg.Log.Warn("more workers than CPUs to pin them to: workers sharing a CPU take turns on it (and do not busy-poll); latency suffers", "workers", len(d.workers), "cpus", fmt.Sprint(d.cfg.CPUs))
+	}
 	for i := range d.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cpu := -1
-			if len(d.cfg.CPUs) > 0 {
-				cpu = d.cfg.CPUs[i%len(d.cfg.CPUs)]
+			// A worker spins on its empty ring only if no other worker is
+			// pinned to its CPU: two spinning workers on one CPU each keep
+			// the CPU from the other while its frames wait.
+			spin := d.cfg.Ring.BusyPoll
+			if cpus[i] >= 0 && sharesCPU(cpus, i) {
+				spin = 0
 			}
-			errs[i] = d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpu)
+			errs[i] = d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpus[i], spin)
 			if errs[i] != nil {
 				cancel()
 			}
@@ -260,7 +267,7 @@ func (d *Dataplane) closeRings() error {
 // copy the forwarded ones to the transmit ring and send them, hand the slots
 // back; when
 // the ring is empty, watch it for a while (Ring.BusyPoll), then sleep in poll.
-func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int) error {
+func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, spin time.Duration) error {
 	const idlePollMs = 100
 	// A worker owns its thread, and asks for a larger share of the CPU than
 	// ordinary processes (nice -10) when allowed (CAP_SYS_NICE): under load
@@ -280,7 +287,7 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int) 
 	for ctx.Err() == nil {
 		if !r.ready() {
 			w.publish()
-			if r.spin(d.cfg.Ring.BusyPoll) {
+			if r.spin(spin) {
 				continue
 			}
 			w.c.ringDrops += r.kernelDrops()

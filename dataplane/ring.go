@@ -23,7 +23,9 @@ type RingConfig struct {
 	// BusyPoll is how long a worker whose ring ran empty keeps watching it
 	// before it sleeps in poll. Spinning spends that CPU time, but a worker
 	// that does not sleep needs no wake-up (on a VM, waking an idle vCPU can
-	// take longer than forwarding a frame). Negative: sleep at once.
+	// take longer than forwarding a frame). Negative: sleep at once. Workers
+	// pinned to one CPU together never spin: each would keep the CPU from
+	// the other while the other's frames wait.
 	BusyPoll time.Duration
 }
 

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -413,5 +414,18 @@ func TestVirtualMAC(t *testing.T) {
 		if checkVIPMAC(hw) == nil {
 			t.Errorf("checkVIPMAC(%s) accepted it", bad)
 		}
+	}
+}
+
+func TestWorkerCPUs(t *testing.T) {
+	cpus := workerCPUs(3, []int{1, 2})
+	if !slices.Equal(cpus, []int{1, 2, 1}) {
+		t.Fatalf("workerCPUs(3, [1 2]) = %v", cpus)
+	}
+	if !sharesCPU(cpus, 0) || sharesCPU(cpus, 1) || !sharesCPU(cpus, 2) {
+		t.Errorf("sharesCPU over %v: workers 0 and 2 share CPU 1, worker 1 is alone", cpus)
+	}
+	if free := workerCPUs(2, nil); !slices.Equal(free, []int{-1, -1}) {
+		t.Errorf("workerCPUs(2, nil) = %v, want no pinning", free)
 	}
 }
