@@ -39,7 +39,9 @@ dsrlbb-XXXXXX-), then for each repetition runs every mode in turn
   dsrlb    the dsrlb binary (built from ./cmd/dsrlb) in the lb namespace:
            dsrlb run --interface eth0 --vip 198.18.0.100:9/udp
              --vip 198.18.0.100:9/tcp --backend <sink>,mac=<mac> ... --workers W
-           (one mode per --workers value: dsrlb-w1, dsrlb-w2, ...)
+             --vip-mac auto
+           (one mode per --workers value: dsrlb-w1, dsrlb-w2, ...; with
+           --alt-bin/--alt-flags each gets an A/B twin, dsrlb-wN-alt)
   nft      the kernel reference: nftables netdev ingress on the lb's eth0
            sets the source MAC, picks a sink MAC by jhash(ip saddr . sport)
            mod N and fwd's the frame back out of eth0 (as nftlb does DSR);

@@ -232,3 +232,28 @@ func TestVIPMACFlag(t *testing.T) {
 		}
 	}
 }
+
+// A window in which the generator left CPU idle does not enter the
+// saturated-only comparison.
+func TestSaturatedRatio(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
+	r.Measurements = append(r.Measurements,
+		measurement(PhaseThroughput, "dsrlb-w1", 1, 250_000, 250_000, 250_000, 200),
+		measurement(PhaseThroughput, "nft", 1, 300_000, 300_000, 300_000, 200),
+		measurement(PhaseThroughput, "dsrlb-w1", 2, 250_000, 250_000, 250_000, 200),
+		measurement(PhaseThroughput, "nft", 2, 200_000, 200_000, 200_000, 160), // 80 % busy: a stalled generator
+	)
+	r.summarizeThroughput()
+	q := r.Ratios[0]
+	if q.Den != "nft" || q.OfMedians != 1 {
+		t.Fatalf("ratio %+v, want dsrlb-w1 / nft = 1 over all windows", q)
+	}
+	if q.Saturated == nil || math.Abs(q.Saturated.OfMedians-250.0/300) > 1e-9 || q.Saturated.NumWindows != 2 || q.Saturated.DenWindows != 1 {
+		t.Errorf("saturated ratio %+v, want 0.83 over 2 and 1 windows", q.Saturated)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	if !strings.Contains(out.String(), "saturated windows only: 0.83 (2 and 1 windows)") {
+		t.Errorf("no saturated-only ratio in:\n%s", out.String())
+	}
+}

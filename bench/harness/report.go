@@ -323,6 +323,19 @@ func (r *Report) values(phase, mode string, f func(*Measurement) float64) []floa
 	return v
 }
 
+// saturatedValues returns the delivered pps of mode's throughput windows in
+// which every CPU was busy.
+func (r *Report) saturatedValues(mode string) []float64 {
+	var v []float64
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase == PhaseThroughput && m.Mode == mode && m.Error == "" && m.CPUBusy >= SaturatedBusy {
+			v = append(v, m.DeliveredPPS)
+		}
+	}
+	return v
+}
+
 // pairedValues returns f of num's and den's windows of the same
 // repetitions.
 func (r *Report) pairedValues(phase, num, den string, f func(*Measurement) float64) (a, b []float64) {
@@ -360,6 +373,10 @@ func (r *Report) summarizeThroughput() {
 				a, b := r.pairedValues(PhaseThroughput, num, den, delivered)
 				ratio := NewRatio(num, den, a, b)
 				ratio.OfMedians = safeDiv(Median(r.values(PhaseThroughput, num, delivered)), Median(r.values(PhaseThroughput, den, delivered)))
+				a, b = r.saturatedValues(num), r.saturatedValues(den)
+				if len(a) > 0 && len(b) > 0 {
+					ratio.Saturated = &SaturatedRatio{OfMedians: safeDiv(Median(a), Median(b)), NumWindows: len(a), DenWindows: len(b)}
+				}
 				r.Ratios = append(r.Ratios, ratio)
 			}
 		}
@@ -435,9 +452,13 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	if len(r.Ratios) > 0 {
-		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max):\n")
+		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max; saturated: only windows with CPUs >= %.0f%% busy):\n", 100*SaturatedBusy)
 		for _, q := range r.Ratios {
-			fmt.Fprintf(w, "  %-9s / %-7s %5.2f   (%.2f..%.2f)\n", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
+			fmt.Fprintf(w, "  %-9s / %-7s %5.2f   (%.2f..%.2f)", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
+			if q.Saturated != nil {
+				fmt.Fprintf(w, "   saturated windows only: %.2f (%d and %d windows)", q.Saturated.OfMedians, q.Saturated.NumWindows, q.Saturated.DenWindows)
+			}
+			fmt.Fprintln(w)
 		}
 		var nftExtra *float64
 		for _, s := range r.Throughput {

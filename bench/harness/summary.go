@@ -44,7 +44,23 @@ type Ratio struct {
 	// Paired is the distribution of num[i]/den[i] over repetitions i, each
 	// pair measured back to back.
 	Paired Stat `json:"paired"`
+	// Saturated compares only the windows in which every CPU was busy
+	// (SaturatedBusy), where delivered pps measures capacity; a window with
+	// idle CPU time means the generator stalled, and its rate says little
+	// about the balancer. nil when either mode has no such window.
+	Saturated *SaturatedRatio `json:"saturated,omitempty"`
 }
+
+// SaturatedRatio is median(num) / median(den) over saturated windows.
+type SaturatedRatio struct {
+	OfMedians  float64 `json:"of_medians"`
+	NumWindows int     `json:"num_windows"`
+	DenWindows int     `json:"den_windows"`
+}
+
+// SaturatedBusy is the CPU busy fraction from which a window counts as
+// saturated.
+const SaturatedBusy = 0.98
 
 // NewRatio returns the ratio of num to den; pairs with a zero denominator
 // are left out.
