@@ -75,12 +75,7 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 	if err := setFilter(fd, filter); err != nil {
 		return err
 	}
-	opts := []struct {
-		name      string
-		level     int
-		opt, val  int
-		mandatory bool
-	}{
+	err := setSockOpts(fd, "", []sockOpt{
 		{"PACKET_VERSION=TPACKET_V2", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, true},
 		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1, true},
 		{"PACKET_IGNORE_OUTGOING", unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1, true},
@@ -89,24 +84,13 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 		{"PACKET_COPY_THRESH", unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1, true},
 		{"PACKET_QDISC_BYPASS", unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1, false},
 		{"SO_RCVBUFFORCE", unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf, false},
-	}
-	for _, o := range opts {
-		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil && o.mandatory {
-			return fmt.Errorf("set %s: %w", o.name, os.NewSyscallError("setsockopt", err))
-		}
-	}
-	req := unix.TpacketReq{
-		Block_size: ringBlockSize,
-		Block_nr:   uint32(blocks),
-		Frame_size: uint32(r.frameSize),
-		Frame_nr:   uint32(r.frames),
-	}
-	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
-		return fmt.Errorf("set PACKET_RX_RING (%d slots of %d bytes): %w", r.frames, r.frameSize, os.NewSyscallError("setsockopt", err))
-	}
-	mem, err := mmapRing(fd, blocks*ringBlockSize)
+	})
 	if err != nil {
-		return fmt.Errorf("mmap rx ring: %w", err)
+		return err
+	}
+	mem, err := mapRing(fd, unix.PACKET_RX_RING, blocks, r.frameSize, r.frames)
+	if err != nil {
+		return err
 	}
 	r.mem = mem
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
@@ -136,16 +120,49 @@ func (r *ring) acceptMAC(ifindex int, mac [6]byte) error {
 	return nil
 }
 
-// mmapRing maps a socket's ring of size bytes, locked in memory if
-// RLIMIT_MEMLOCK allows.
-func mmapRing(fd, size int) ([]byte, error) {
+// sockOpt is an integer socket option; a failed optional one is ignored.
+type sockOpt struct {
+	name      string
+	level     int
+	opt, val  int
+	mandatory bool
+}
+
+// setSockOpts sets opts on fd, the socket named by what in errors.
+func setSockOpts(fd int, what string, opts []sockOpt) error {
+	for _, o := range opts {
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil && o.mandatory {
+			return fmt.Errorf("set %s%s: %w", o.name, what, os.NewSyscallError("setsockopt", err))
+		}
+	}
+	return nil
+}
+
+// mapRing gives fd a ring (which: PACKET_RX_RING or PACKET_TX_RING) of
+// frames slots of frameSize bytes in blocks of ringBlockSize, and maps it,
+// locked in memory if RLIMIT_MEMLOCK allows.
+func mapRing(fd, which, blocks, frameSize, frames int) ([]byte, error) {
+	name := "PACKET_RX_RING"
+	if which == unix.PACKET_TX_RING {
+		name = "PACKET_TX_RING"
+	}
+	req := unix.TpacketReq{
+		Block_size: ringBlockSize,
+		Block_nr:   uint32(blocks),
+		Frame_size: uint32(frameSize),
+		Frame_nr:   uint32(frames),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, which, &req); err != nil {
+		return nil, fmt.Errorf("set %s (%d slots of %d bytes): %w", name, frames, frameSize, os.NewSyscallError("setsockopt", err))
+	}
+	size := blocks * ringBlockSize
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
 	if err != nil {
 		// MAP_LOCKED fails under a small RLIMIT_MEMLOCK; the ring works without.
 		mem, err = unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	}
 	if err != nil {
-		return nil, os.NewSyscallError("mmap", err)
+		return nil, fmt.Errorf("map %s: %w", name, os.NewSyscallError("mmap", err))
 	}
 	return mem, nil
 }

@@ -54,12 +54,7 @@ func openTxRing(ifindex, frameSize, frames int) (*txRing, error) {
 const txSndBuf = 8 << 20
 
 func (t *txRing) setup(ifindex, blocks int) error {
-	opts := []struct {
-		name      string
-		level     int
-		opt, val  int
-		mandatory bool
-	}{
+	err := setSockOpts(t.fd, " on the transmit socket", []sockOpt{
 		{"PACKET_VERSION=TPACKET_V2", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, true},
 		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1, true},
 		// A slot the kernel cannot send (malformed) is skipped and freed
@@ -67,24 +62,13 @@ func (t *txRing) setup(ifindex, blocks int) error {
 		{"PACKET_LOSS", unix.SOL_PACKET, unix.PACKET_LOSS, 1, true},
 		{"PACKET_QDISC_BYPASS", unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1, false},
 		{"SO_SNDBUFFORCE", unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, txSndBuf, false},
-	}
-	for _, o := range opts {
-		if err := unix.SetsockoptInt(t.fd, o.level, o.opt, o.val); err != nil && o.mandatory {
-			return fmt.Errorf("set %s on the transmit socket: %w", o.name, os.NewSyscallError("setsockopt", err))
-		}
-	}
-	req := unix.TpacketReq{
-		Block_size: ringBlockSize,
-		Block_nr:   uint32(blocks),
-		Frame_size: uint32(t.frameSize),
-		Frame_nr:   uint32(t.frames),
-	}
-	if err := unix.SetsockoptTpacketReq(t.fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
-		return fmt.Errorf("set PACKET_TX_RING (%d slots of %d bytes): %w", t.frames, t.frameSize, os.NewSyscallError("setsockopt", err))
-	}
-	mem, err := mmapRing(t.fd, blocks*ringBlockSize)
+	})
 	if err != nil {
-		return fmt.Errorf("mmap tx ring: %w", err)
+		return err
+	}
+	mem, err := mapRing(t.fd, unix.PACKET_TX_RING, blocks, t.frameSize, t.frames)
+	if err != nil {
+		return err
 	}
 	t.mem = mem
 	// Protocol 0: the socket is bound to the interface for sending and
