@@ -323,17 +323,23 @@ func (r *Report) values(phase, mode string, f func(*Measurement) float64) []floa
 	return v
 }
 
-// saturatedValues returns the delivered pps of mode's throughput windows in
-// which every CPU was busy.
-func (r *Report) saturatedValues(mode string) []float64 {
-	var v []float64
-	for i := range r.Measurements {
-		m := &r.Measurements[i]
-		if m.Phase == PhaseThroughput && m.Mode == mode && m.Error == "" && m.CPUBusy >= SaturatedBusy {
-			v = append(v, m.DeliveredPPS)
+// saturatedRatios returns num's delivered pps over den's, per repetition
+// in which both windows had every CPU busy.
+func (r *Report) saturatedRatios(num, den string) []float64 {
+	var q []float64
+	busy := func(m *Measurement) float64 {
+		if m.CPUBusy < SaturatedBusy || m.DeliveredPPS == 0 {
+			return 0
+		}
+		return m.DeliveredPPS
+	}
+	a, b := r.pairedValues(PhaseThroughput, num, den, busy)
+	for i := range a {
+		if a[i] > 0 && b[i] > 0 {
+			q = append(q, a[i]/b[i])
 		}
 	}
-	return v
+	return q
 }
 
 // pairedValues returns f of num's and den's windows of the same
@@ -373,9 +379,8 @@ func (r *Report) summarizeThroughput() {
 				a, b := r.pairedValues(PhaseThroughput, num, den, delivered)
 				ratio := NewRatio(num, den, a, b)
 				ratio.OfMedians = safeDiv(Median(r.values(PhaseThroughput, num, delivered)), Median(r.values(PhaseThroughput, den, delivered)))
-				a, b = r.saturatedValues(num), r.saturatedValues(den)
-				if len(a) > 0 && len(b) > 0 {
-					ratio.Saturated = &SaturatedRatio{OfMedians: safeDiv(Median(a), Median(b)), NumWindows: len(a), DenWindows: len(b)}
+				if q := r.saturatedRatios(num, den); len(q) > 0 {
+					ratio.Saturated = &SaturatedRatio{Median: Median(q), Reps: len(q)}
 				}
 				r.Ratios = append(r.Ratios, ratio)
 			}
@@ -452,11 +457,11 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	if len(r.Ratios) > 0 {
-		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max; saturated: only windows with CPUs >= %.0f%% busy):\n", 100*SaturatedBusy)
+		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max; both saturated: median of the paired ratios over reps in which both windows had CPUs >= %.0f%% busy):\n", 100*SaturatedBusy)
 		for _, q := range r.Ratios {
 			fmt.Fprintf(w, "  %-9s / %-7s %5.2f   (%.2f..%.2f)", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
 			if q.Saturated != nil {
-				fmt.Fprintf(w, "   saturated windows only: %.2f (%d and %d windows)", q.Saturated.OfMedians, q.Saturated.NumWindows, q.Saturated.DenWindows)
+				fmt.Fprintf(w, "   both saturated: %.2f (%d reps)", q.Saturated.Median, q.Saturated.Reps)
 			}
 			fmt.Fprintln(w)
 		}

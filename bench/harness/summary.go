@@ -44,18 +44,18 @@ type Ratio struct {
 	// Paired is the distribution of num[i]/den[i] over repetitions i, each
 	// pair measured back to back.
 	Paired Stat `json:"paired"`
-	// Saturated compares only the windows in which every CPU was busy
-	// (SaturatedBusy), where delivered pps measures capacity; a window with
-	// idle CPU time means the generator stalled, and its rate says little
-	// about the balancer. nil when either mode has no such window.
+	// Saturated compares only the repetitions in which both windows had
+	// every CPU busy (SaturatedBusy), where delivered pps measures capacity;
+	// a window with idle CPU time means the generator stalled, and its rate
+	// says little about the balancer. nil when no repetition qualifies.
 	Saturated *SaturatedRatio `json:"saturated,omitempty"`
 }
 
-// SaturatedRatio is median(num) / median(den) over saturated windows.
+// SaturatedRatio is the median of num[i]/den[i] over the repetitions i in
+// which both windows were saturated.
 type SaturatedRatio struct {
-	OfMedians  float64 `json:"of_medians"`
-	NumWindows int     `json:"num_windows"`
-	DenWindows int     `json:"den_windows"`
+	Median float64 `json:"median"`
+	Reps   int     `json:"reps"`
 }
 
 // SaturatedBusy is the CPU busy fraction from which a window counts as
