@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -129,4 +130,49 @@ func TestAdminOnlyOnLoopback(t *testing.T) {
 		t.Fatal("the admin endpoint is reachable from the client's namespace")
 	}
 	t.Logf("from the client: %v", err)
+}
+
+// The admin endpoint listens before anything forwards: a port that is taken
+// stops the start with an error that says so, and nothing is left running.
+func TestAdminPortTaken(t *testing.T) {
+	l := newDSRLab(t, 1)
+	var ln net.Listener
+	if err := l.lb.NS.Do(func() (err error) { ln, err = net.Listen("tcp", "127.0.0.1:9180"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := filepath.Join(l.dir, "taken.yaml")
+	if err := os.WriteFile(path, []byte(webConfig(l.servers, "", nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := l.lb.NS.Command(dsrlbBin, "run", "--config", path)
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("dsrlb still running 15 s after start with its admin port taken:\n%s", buf.String())
+	}
+	out := buf.String()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("dsrlb run with the admin port taken: %v, want exit code 1\n%s", err, out)
+	}
+	if !strings.Contains(out, "admin endpoint: listen on 127.0.0.1:9180") || !strings.Contains(out, "address already in use") {
+		t.Errorf("the error does not say the admin port is taken:\n%s", out)
+	}
+	if strings.Contains(out, "dsrlb running") {
+		t.Errorf("the balancer started forwarding before it failed:\n%s", out)
+	}
+	if tables, _ := l.lb.NS.Command("nft", "list", "tables").CombinedOutput(); strings.Contains(string(tables), "dsrlb") {
+		t.Errorf("an nft table was left behind:\n%s", tables)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -92,8 +93,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}()
 	st, err := engine.Serve(ctx, engine.ServeOptions{
 		Config: cfg, ConfigPath: *cfgPath, Reload: reload, Log: log,
-		Admin: func(ctx context.Context, e *engine.Engine, dp *dataplane.Dataplane, rl func(context.Context) (string, error)) error {
-			return admin.New(e, dp, rl, version(), log).Serve(ctx, cfg.Admin)
+		Admin: func(ctx context.Context, ln net.Listener, e *engine.Engine, dp *dataplane.Dataplane, rl func(context.Context) (string, error)) error {
+			return admin.New(e, dp, rl, version(), log).ServeListener(ctx, ln)
 		},
 	})
 	fmt.Fprintln(stdout, summary(&st))

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"net"
 
 	"github.com/dsrlb/dsrlb/dataplane"
 	"github.com/dsrlb/dsrlb/internal/config"
@@ -16,7 +17,9 @@ type ServeOptions struct {
 	ConfigPath string
 	// Reload receives a value for every reload request (SIGHUP).
 	Reload <-chan struct{}
-	// Admin, if set, is started once the dataplane runs (see internal/admin).
-	Admin func(ctx context.Context, e *Engine, dp *dataplane.Dataplane, reload func(context.Context) (string, error)) error
+	// Admin, if set, serves the admin endpoint on ln (bound to
+	// Config.Admin before the dataplane opens) until ctx is done; see
+	// internal/admin.
+	Admin func(ctx context.Context, ln net.Listener, e *Engine, dp *dataplane.Dataplane, reload func(context.Context) (string, error)) error
 	Log   *slog.Logger
 }

@@ -42,6 +42,15 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		defer p.Close()
 		dsr = p
 	}
+	// The admin endpoint listens before anything forwards, so that it
+	// answers as soon as the balancer does, and a taken port stops the start.
+	var adminLn net.Listener
+	if o.Admin != nil && cfg.Admin != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
+			return dataplane.Stats{}, fmt.Errorf("admin endpoint: listen on %s: %w (admin: \"\" turns it off)", cfg.Admin, err)
+		}
+		defer adminLn.Close()
+	}
 	e := New(cfg, res, dsr, log)
 	t, err := e.Initial(ctx, 3*time.Second)
 	if err != nil {
@@ -113,11 +122,11 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 			}
 		}()
 	}
-	if o.Admin != nil && cfg.Admin != "" {
+	if adminLn != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := o.Admin(ectx, e, dp, reload); err != nil {
+			if err := o.Admin(ectx, adminLn, e, dp, reload); err != nil {
 				log.Error("admin endpoint stopped", "err", err)
 			}
 		}()
