@@ -3,6 +3,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/dsrlb/dsrlb/internal/csum"
 )
 
 // The balancer attracts VIP traffic by answering ARP requests (IPv4) and
@@ -164,23 +166,7 @@ func solicitedNodeMAC(a netip.Addr) [6]byte {
 // pseudo-header. Over a message whose checksum field is filled in it returns 0
 // when the checksum is right.
 func icmpv6Checksum(src, dst netip.Addr, msg []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for len(b) >= 2 {
-			sum += uint32(binary.BigEndian.Uint16(b))
-			b = b[2:]
-		}
-		if len(b) == 1 {
-			sum += uint32(b[0]) << 8
-		}
-	}
 	s, d := src.As16(), dst.As16()
-	add(s[:])
-	add(d[:])
-	sum += uint32(len(msg)) + protoICMPv6
-	add(msg)
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+	sum := csum.Add(csum.Add(0, s[:]), d[:]) + uint32(len(msg)) + protoICMPv6
+	return ^csum.Fold(csum.Add(sum, msg))
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
 	"github.com/dsrlb/dsrlb/internal/netns"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // twoHosts builds a bare segment with a balancer and one server, nothing
@@ -94,7 +95,7 @@ func TestRunRefusesUnsafeHost(t *testing.T) {
 	// so the kernel never sees them: forwarding may stay on. The table goes
 	// when dsrlb stops.
 	run := lb.NS.Command(dsrlbBin, "run", "--interface", "eth0", "--vip", "198.18.0.100:80/tcp", "--backend", "198.18.0.11,mac=02:00:00:00:00:99", "--admin", "")
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	run.Stdout, run.Stderr = &buf, &buf
 	if err := run.Start(); err != nil {
 		t.Fatal(err)

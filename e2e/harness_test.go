@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
 	"github.com/dsrlb/dsrlb/internal/netns"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // binary is the dsrlb executable built by TestMain.
@@ -67,7 +67,7 @@ type dsrLab struct {
 	dir     string
 
 	lbCmd   *exec.Cmd
-	lbOut   *syncBuffer
+	lbOut   *syncbuf.Buffer
 	lbDone  chan error
 	cfgPath string
 
@@ -266,7 +266,7 @@ func (l *dsrLab) startBalancer(cfg string) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l.lbOut = &syncBuffer{}
+	l.lbOut = &syncbuf.Buffer{}
 	l.lbCmd = l.lb.NS.Command(dsrlbBin, "run", "--config", path, "--log-level", "debug")
 	l.lbCmd.Stdout, l.lbCmd.Stderr = l.lbOut, l.lbOut
 	if err := l.lbCmd.Start(); err != nil {
@@ -413,22 +413,4 @@ func (l *dsrLab) checkOffloads() {
 			t.Errorf("client eth0 offloads: want %q in\n%s", want, out)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a child's stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

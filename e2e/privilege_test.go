@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/internal/labnet"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // unprivilegedCopy copies the binary where user nobody can run it.
@@ -74,7 +75,7 @@ func TestRunsWithOnlyNetCapabilities(t *testing.T) {
 	}
 
 	cmd := asNobody(l.lb, "+net_raw,+net_admin", bin, args...)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestAdminPortTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := l.lb.NS.Command(dsrlbBin, "run", "--config", path)
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

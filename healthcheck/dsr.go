@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/dsrlb/dsrlb/internal/csum"
 )
 
 // PacketDSRProber performs DSR-path probes on one interface of the balancer
@@ -318,8 +320,8 @@ func tcpFrame(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.Addr, sport, dpor
 		s4, d4 := src.As4(), dst.As4()
 		b = append(b, s4[:]...)
 		b = append(b, d4[:]...)
-		binary.BigEndian.PutUint16(b[ip+10:], ^fold(sum(0, b[ip:])))
-		pseudo = sum(sum(0, s4[:]), d4[:]) + protoTCP + tcpLen
+		binary.BigEndian.PutUint16(b[ip+10:], ^csum.Fold(csum.Add(0, b[ip:])))
+		pseudo = csum.Add(csum.Add(0, s4[:]), d4[:]) + protoTCP + tcpLen
 	} else {
 		b = binary.BigEndian.AppendUint16(b, etherTypeIPv6)
 		b = append(b, 0x60, 0, 0, 0)                 // version 6, no traffic class or flow label
@@ -328,7 +330,7 @@ func tcpFrame(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.Addr, sport, dpor
 		s16, d16 := src.As16(), dst.As16()
 		b = append(b, s16[:]...)
 		b = append(b, d16[:]...)
-		pseudo = sum(sum(0, s16[:]), d16[:]) + protoTCP + tcpLen
+		pseudo = csum.Add(csum.Add(0, s16[:]), d16[:]) + protoTCP + tcpLen
 	}
 	t := len(b)
 	b = binary.BigEndian.AppendUint16(b, sport)
@@ -338,7 +340,7 @@ func tcpFrame(b []byte, dstMAC, srcMAC [6]byte, src, dst netip.Addr, sport, dpor
 	b = append(b, tcpLen/4<<4, flags)
 	b = binary.BigEndian.AppendUint16(b, 65535) // window
 	b = append(b, 0, 0, 0, 0)                   // checksum, urgent pointer
-	binary.BigEndian.PutUint16(b[t+16:], ^fold(sum(pseudo, b[t:])))
+	binary.BigEndian.PutUint16(b[t+16:], ^csum.Fold(csum.Add(pseudo, b[t:])))
 	return pad(b, start)
 }
 
@@ -363,25 +365,6 @@ func pad(b []byte, start int) []byte {
 		b = append(b, 0)
 	}
 	return b
-}
-
-// sum adds b as big-endian 16-bit words to s (RFC 1071).
-func sum(s uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
 
 // tcpHeader is what deliver needs of a received TCP segment.

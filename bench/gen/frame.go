@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/dsrlb/dsrlb/internal/csum"
 )
 
 // Frame lengths, without the FCS.
@@ -123,7 +125,7 @@ func (t *Template) Write(dst []byte, i int, seq uint32, stampNs int64) int {
 	binary.BigEndian.PutUint32(f[offIPSrc:], binary.BigEndian.Uint32(base[:])+addr)
 	binary.BigEndian.PutUint16(f[offSrcPort:], port)
 	f[offIPCsum], f[offIPCsum+1] = 0, 0
-	binary.BigEndian.PutUint16(f[offIPCsum:], ^fold(sum(f[14:offL4], 0)))
+	binary.BigEndian.PutUint16(f[offIPCsum:], ^csum.Fold(csum.Add(0, f[14:offL4])))
 	switch t.Traffic {
 	case UDP:
 		if stampNs != 0 {
@@ -132,7 +134,7 @@ func (t *Template) Write(dst []byte, i int, seq uint32, stampNs int64) int {
 			binary.BigEndian.PutUint32(f[PayloadOffset+12:], seq)
 		}
 		f[offUDPCsum], f[offUDPCsum+1] = 0, 0
-		c := ^fold(sum(f[offL4:], pseudo(f, 17, n-offL4)))
+		c := ^csum.Fold(csum.Add(pseudo(f, 17, n-offL4), f[offL4:]))
 		if c == 0 {
 			c = 0xffff // 0 means "no checksum" in UDP over IPv4
 		}
@@ -140,7 +142,7 @@ func (t *Template) Write(dst []byte, i int, seq uint32, stampNs int64) int {
 	case SYN:
 		binary.BigEndian.PutUint32(f[offTCPSeq:], seq)
 		f[offTCPCsum], f[offTCPCsum+1] = 0, 0
-		binary.BigEndian.PutUint16(f[offTCPCsum:], ^fold(sum(f[offL4:], pseudo(f, 6, n-offL4))))
+		binary.BigEndian.PutUint16(f[offTCPCsum:], ^csum.Fold(csum.Add(pseudo(f, 6, n-offL4), f[offL4:])))
 	}
 	return n
 }
@@ -155,25 +157,6 @@ func ReadStamp(frame []byte) (stampNs int64, seq uint32, ok bool) {
 
 // pseudo returns the one's-complement sum of the IPv4 pseudo-header.
 func pseudo(f []byte, proto uint32, l4len int) uint32 {
-	s := sum(f[offIPSrc:offIPSrc+8], 0)
+	s := csum.Add(0, f[offIPSrc:offIPSrc+8])
 	return s + proto + uint32(l4len)
-}
-
-// sum adds b as big-endian 16-bit words to s.
-func sum(b []byte, s uint32) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }

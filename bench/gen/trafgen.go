@@ -1,7 +1,6 @@
 package gen
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // Trafgen runs netsniff-ng's trafgen in the load's namespace:
@@ -111,7 +112,7 @@ func (g Trafgen) Start(ctx context.Context, l Load) (Run, error) {
 	// Its own process group: a Ctrl-C on the terminal reaches only us, and
 	// we stop trafgen and its workers in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{Max: 1 << 20}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		os.Remove(cfg)
@@ -145,7 +146,7 @@ func (g Trafgen) Start(ctx context.Context, l Load) (Run, error) {
 
 type trafgenRun struct {
 	cmd     *exec.Cmd
-	out     *lockedBuffer
+	out     *syncbuf.Buffer
 	cfg     string
 	done    chan struct{} // closed when cmd.Wait returned
 	waitErr error
@@ -179,27 +180,6 @@ func (r *trafgenRun) Stop() (Result, error) {
 		}
 	})
 	return r.res, r.err
-}
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // trimOutput drops trafgen's noise about socket-memory sysctls it may not

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,13 +9,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/testbed"
 	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // Mode is one way of getting the generator's frames to the sinks.
@@ -156,7 +155,7 @@ type Dsrlb struct {
 	VirtualMAC bool
 
 	cmd     *exec.Cmd
-	out     *outputBuffer
+	out     *syncbuf.Buffer
 	done    chan struct{}
 	waitErr error
 }
@@ -178,7 +177,7 @@ func (d *Dsrlb) Target(b *testbed.Bed) net.HardwareAddr {
 const ReadyLine = "dsrlb running"
 
 func (d *Dsrlb) Start(ctx context.Context, b *testbed.Bed) error {
-	d.out = &outputBuffer{}
+	d.out = &syncbuf.Buffer{Max: 1 << 20}
 	args := DsrlbArgs(b.LB.Link, d.VIP, d.Workers, backends(b))
 	if d.VirtualMAC {
 		// Pinned on the bridge like every host's MAC (dsrlb's forwarded
@@ -251,27 +250,6 @@ func (d *Dsrlb) Stop() (string, error) {
 		return note, fmt.Errorf("%w\n%s", errs[0], tail(out, 2048))
 	}
 	return note, nil
-}
-
-// outputBuffer collects a child's output (the first MiB).
-type outputBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *outputBuffer) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.b.Len() < 1<<20 {
-		o.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (o *outputBuffer) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
 }
 
 func tail(s string, n int) string {

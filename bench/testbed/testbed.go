@@ -114,7 +114,7 @@ func (b *Bed) setup() error {
 	for _, h := range b.Hosts() {
 		err := h.NS.Do(func() error {
 			for _, p := range []string{"all", "default", "eth0"} {
-				if err := writeSysctl("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", "1"); err != nil {
+				if err := labnet.WriteSysctl("/proc/sys/net/ipv6/conf/"+p+"/disable_ipv6", "1"); err != nil {
 					return err
 				}
 			}
@@ -130,7 +130,7 @@ func (b *Bed) setup() error {
 	}
 	err := b.Net.Switch.Do(func() error {
 		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
-			if err := writeSysctl("/proc/sys/net/bridge/bridge-nf-call-"+k, brnf); err != nil {
+			if err := labnet.WriteSysctl("/proc/sys/net/bridge/bridge-nf-call-"+k, brnf); err != nil {
 				return err
 			}
 		}
@@ -265,17 +265,6 @@ func (b *Bed) Window(a, z Snapshot) Window {
 		w.PortDrops += d(h).RxDropped + d(h).TxDropped
 	}
 	return w
-}
-
-func writeSysctl(path, value string) error {
-	err := os.WriteFile(path, []byte(value), 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("set sysctl %s=%s: %w", path, value, err)
-	}
-	return nil
 }
 
 // Tools checks that the programs the testbed runs are installed.

@@ -231,13 +231,11 @@ func (c *Config) SetVIPMAC(v string) error {
 		return nil
 	}
 	m, err := net.ParseMAC(v)
-	switch {
-	case err != nil || len(m) != 6:
+	if err != nil || len(m) != 6 {
 		return fmt.Errorf("%q: want %q, %q or an Ethernet address like 02:00:5e:00:01:01", v, VIPMACInterface, VIPMACAuto)
-	case m[0]&0x01 != 0:
-		return fmt.Errorf("%s is a multicast address", m)
-	case bytes.Equal(m, make(net.HardwareAddr, 6)):
-		return fmt.Errorf("%s is all zero", m)
+	}
+	if msg := checkMAC(m); msg != "" {
+		return errors.New(msg)
 	}
 	c.VIPMAC = m.String()
 	return nil

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/internal/netns"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // The real `dsrlb run` and `dsrlb server` live in cmd/dsrlb. These tests run
@@ -184,7 +184,7 @@ func assertCleanedUp(t *testing.T, out string) {
 
 func TestRunProxyIsCaught(t *testing.T) {
 	requireRoot(t)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	o := fakeOptions(t, "proxy", &out)
 	o.Requests, o.Servers, o.IPv6 = 60, 3, true
 	r, err := Run(context.Background(), o)
@@ -244,7 +244,7 @@ func TestRunProxyIsCaught(t *testing.T) {
 
 func TestRunKeep(t *testing.T) {
 	requireRoot(t)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	o := fakeOptions(t, "proxy", &out)
 	o.Requests, o.Servers, o.Keep = 10, 1, true
 	r, err := Run(context.Background(), o)
@@ -283,7 +283,7 @@ func TestRunFailures(t *testing.T) {
 		{"serverfail", "dsrlb server up --vip 198.18.0.100 --interface eth0 in dsrlb-"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			var out syncBuffer
+			var out syncbuf.Buffer
 			o := fakeOptions(t, tc.mode, &out)
 			o.Requests = 10
 			r, err := Run(context.Background(), o)
@@ -297,7 +297,7 @@ func TestRunFailures(t *testing.T) {
 
 func TestRunCancel(t *testing.T) {
 	requireRoot(t)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	o := fakeOptions(t, "silent", &out)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
@@ -320,7 +320,7 @@ func TestRunCancel(t *testing.T) {
 // Two labs at once do not disturb each other.
 func TestRunTwoAtOnce(t *testing.T) {
 	requireRoot(t)
-	var outs [2]syncBuffer
+	var outs [2]syncbuf.Buffer
 	var wg sync.WaitGroup
 	var reports [2]*Report
 	var errs [2]error
@@ -346,22 +346,4 @@ func TestRunTwoAtOnce(t *testing.T) {
 			t.Errorf("lab %d: total %d failed %d per server %v", i, r.Total, r.Failed, r.PerServer)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 
 	"github.com/dsrlb/dsrlb/internal/netns"
@@ -224,4 +225,17 @@ func (n *Net) PortStats(host string) (LinkStats, error) {
 		return LinkStats{}, fmt.Errorf("read counters of switch port %s (host %s): %w", h.Port, host, err)
 	}
 	return s, nil
+}
+
+// WriteSysctl writes a sysctl (a /proc/sys path) of the calling thread's
+// network namespace; a sysctl that does not exist is skipped.
+func WriteSysctl(path, value string) error {
+	err := os.WriteFile(path, []byte(value), 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("set sysctl %s=%s: %w", path, value, err)
+	}
+	return nil
 }

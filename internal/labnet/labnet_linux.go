@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -50,7 +49,7 @@ var switchSysctls = []struct{ path, value string }{
 // setupSwitch runs inside the switch namespace.
 func setupSwitch() error {
 	for _, s := range switchSysctls {
-		if err := writeSysctl(s.path, s.value); err != nil {
+		if err := WriteSysctl(s.path, s.value); err != nil {
 			return err
 		}
 	}
@@ -63,19 +62,6 @@ func setupSwitch() error {
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bring %s up: %w", BridgeName, err)
-	}
-	return nil
-}
-
-// writeSysctl writes a sysctl of the calling thread's network namespace; a
-// sysctl that does not exist is skipped.
-func writeSysctl(path, value string) error {
-	err := os.WriteFile(path, []byte(value), 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("set sysctl %s=%s: %w", path, value, err)
 	}
 	return nil
 }
@@ -111,7 +97,7 @@ var hostSysctls = []struct{ path, value string }{
 // setupHost runs inside a host namespace.
 func setupHost() error {
 	for _, s := range hostSysctls {
-		if err := writeSysctl(s.path, s.value); err != nil {
+		if err := WriteSysctl(s.path, s.value); err != nil {
 			return err
 		}
 	}
