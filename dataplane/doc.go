@@ -25,7 +25,7 @@
 // with PACKET_COPY_THRESH and its slot says so; the worker reads it with
 // recvfrom and sends it with sendto from the receiving socket, after the
 // frames before it, so order is kept. When its ring runs empty a worker spins on it for
-// RingConfig.BusyPoll (50 µs by default, yielding the CPU to anything else
+// RingConfig.BusyPoll (200 µs by default, yielding the CPU to anything else
 // runnable) before it sleeps in poll: a worker that never sleeps needs no
 // wake-up, which on a VM costs more than forwarding a frame. Worker threads
 // are locked to their goroutine and run at nice -10 when allowed

@@ -30,9 +30,9 @@ type RingConfig struct {
 }
 
 // DefaultRingConfig is 8192 receive slots of 2 KiB (16 MiB per worker),
-// 1024 transmit slots (2 MiB), transmit batches of up to 64 frames and 50 µs
+// 1024 transmit slots (2 MiB), transmit batches of up to 64 frames and 200 µs
 // of busy polling.
-var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, TxFrames: 1024, BusyPoll: 50 * time.Microsecond}
+var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, TxFrames: 1024, BusyPoll: 200 * time.Microsecond}
 
 func (c RingConfig) withDefaults() RingConfig {
 	d := DefaultRingConfig

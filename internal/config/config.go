@@ -268,7 +268,7 @@ const DefaultAdmin = "127.0.0.1:9180"
 
 // DefaultBusyPoll is how long a worker spins on its empty ring before it
 // sleeps, unless busy_poll says otherwise.
-const DefaultBusyPoll = 50 * time.Microsecond
+const DefaultBusyPoll = 200 * time.Microsecond
 
 // field identifies one value of a Config independently of where it came
 // from, so that validation can report it as a YAML path with a line or as a
