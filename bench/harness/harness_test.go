@@ -166,6 +166,8 @@ func TestSummaries(t *testing.T) {
 		t.Errorf("nft measurement: transit %+v, lb only %d, sink only %d", nft2.Transit, nft2.TransitUpstreamOnly, nft2.TransitDownstreamOnly)
 	}
 	r.transitSamples("dsrlb-w2", nil) // measured, no sample
+	r.toLBSamples("nft", []int64{3000, 4000})
+	r.toLBSamples("nft", []int64{5000})
 	r.Measurements = append(r.Measurements, measurement(PhaseLatency, "dsrlb-w2", 1, 1000, 1000, 1000, 20), nft1, nft2,
 		measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10))
 	r.summarizeLatency()
@@ -175,12 +177,16 @@ func TestSummaries(t *testing.T) {
 	if d, n, x := r.Latency[0].Transit, r.Latency[1].Transit, r.Latency[2].Transit; d == nil || d.Count != 0 || n == nil || n.Count != 2 || n.Min != 1000 || n.Max != 2000 || x != nil {
 		t.Errorf("transit: dsrlb %+v, nft %+v, direct %+v", d, n, x)
 	}
+	if d, n, x := r.Latency[0].ToLB, r.Latency[1].ToLB, r.Latency[2].ToLB; d != nil || n == nil || n.Count != 3 || n.Min != 3000 || n.P50 != 4000 || n.Max != 5000 || x != nil {
+		t.Errorf("generator to lb: dsrlb %+v, nft %+v, direct %+v", d, n, x)
+	}
 
 	var out bytes.Buffer
 	r.Print(&out)
 	for _, want := range []string{"dsrlb-w2  / nft      0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50",
 		"Transit through the balancer", "  nft               2     1.0µs     2.0µs     2.0µs     2.0µs\n", "  dsrlb-w2          0 ",
-		"nft: left out 2 frame(s) seen at s1 but not on the lb"} {
+		"nft: left out 2 frame(s) seen at s1 but not on the lb",
+		"Generator → lb eth0", "  nft               3     4.0µs     5.0µs     5.0µs     5.0µs\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -47,6 +47,7 @@ type Report struct {
 
 	pooled        map[string][]int64 // latency samples by mode, all reps
 	pooledTransit map[string][]int64 // transit samples by mode, all reps; a mode is here once its transit was measured
+	pooledToLB    map[string][]int64 // generator-to-lb latencies by mode, all reps (balancer modes)
 }
 
 // Machine describes where the run happened.
@@ -102,7 +103,12 @@ type Measurement struct {
 	// balancer modes. The counts are latency.Transit's: frames seen on the
 	// lb only (most went to other sinks), at s1 only (the lb's probe
 	// missed them), with a negative transit, or seen twice by one probe.
-	Transit               *latency.Summary `json:"transit,omitempty"`
+	Transit *latency.Summary `json:"transit,omitempty"`
+	// ToLB is the latency from the stamp to the frame's arrival on the
+	// balancer's eth0 (every stamped frame, whichever sink it then goes to):
+	// the same hops as the direct path's whole path, so it shows what the
+	// balancer's receive work, done on the generator's CPU, adds there.
+	ToLB                  *latency.Summary `json:"to_lb,omitempty"`
 	TransitUpstreamOnly   int              `json:"transit_lb_only,omitempty"`
 	TransitDownstreamOnly int              `json:"transit_sink_only,omitempty"`
 	NegativeTransits      int              `json:"negative_transits,omitempty"`
@@ -168,6 +174,9 @@ type LatencySummary struct {
 	// Transit is the transit through the balancer (see Measurement), all
 	// repetitions pooled; nil for the direct path.
 	Transit *latency.Summary `json:"transit_pooled,omitempty"`
+	// ToLB is the generator-to-lb latency (see Measurement), all
+	// repetitions pooled; nil for the direct path.
+	ToLB *latency.Summary `json:"to_lb_pooled,omitempty"`
 }
 
 // lowerBoundShare is how much of the offered load a balancer must send for
@@ -190,6 +199,7 @@ func newReport(cfg Config) *Report {
 		},
 		pooled:        map[string][]int64{},
 		pooledTransit: map[string][]int64{},
+		pooledToLB:    map[string][]int64{},
 	}
 	a, p := gen.FlowSpace(cfg.Flows)
 	r.Notes = append(r.Notes, fmt.Sprintf("flows: %d (%d source addresses x %d source ports)", a*p, a, p))
@@ -236,6 +246,9 @@ func (r *Report) latencySamples(mode string, s []int64) { pool(r.pooled, mode, s
 // transitSamples pools a window's transit samples; the mode counts as
 // measured even when s is empty.
 func (r *Report) transitSamples(mode string, s []int64) { pool(r.pooledTransit, mode, s) }
+
+// toLBSamples pools a window's generator-to-lb latencies.
+func (r *Report) toLBSamples(mode string, s []int64) { pool(r.pooledToLB, mode, s) }
 
 // pool appends s to m[mode], unless that would make it longer than
 // maxPooled; m[mode] exists afterwards.
@@ -397,6 +410,10 @@ func (r *Report) summarizeLatency() {
 			ts := latency.Summarize(t)
 			s.Transit = &ts
 		}
+		if t, ok := r.pooledToLB[mode]; ok && mode != "direct" {
+			ts := latency.Summarize(t)
+			s.ToLB = &ts
+		}
 		r.Latency = append(r.Latency, s)
 		if mode == "direct" && s.Pooled.Count > 0 {
 			d := s.Pooled
@@ -536,6 +553,19 @@ func (r *Report) printTransit(w io.Writer) {
 	for _, s := range ss {
 		p := s.Transit
 		fmt.Fprintf(w, "  %-9s %9d %9s %9s %9s %9s\n", s.Mode, p.Count, us(p.P50), us(p.P90), us(p.P99), us(p.P999))
+	}
+	var toLB []LatencySummary
+	for _, s := range ss {
+		if s.ToLB != nil && s.ToLB.Count > 0 {
+			toLB = append(toLB, s)
+		}
+	}
+	if len(toLB) > 0 {
+		fmt.Fprintf(w, "  Generator → lb eth0 (stamp → arrival on the lb: the direct path's hops, with the balancer's receive work on the generator's CPU; compare with direct's latency):\n")
+		for _, s := range toLB {
+			p := s.ToLB
+			fmt.Fprintf(w, "  %-9s %9d %9s %9s %9s %9s\n", s.Mode, p.Count, us(p.P50), us(p.P90), us(p.P99), us(p.P999))
+		}
 	}
 	for _, s := range ss {
 		var sinkOnly, negative, dup int

@@ -394,26 +394,27 @@ func (p *latencyProbes) reset() {
 	}
 }
 
-// take returns what the probes gathered since the last take or reset.
-// Transit is nil for the direct path (no balancer) or without a probe on
-// the lb.
-func (p *latencyProbes) take(mode string) (samples []int64, negative int, transit *latency.Transit) {
+// take returns what the probes gathered since the last take or reset:
+// the sink's latencies, the lb's (toLB) and the transit between them.
+// toLB and transit are nil for the direct path (no balancer) or without a
+// probe on the lb.
+func (p *latencyProbes) take(mode string) (samples []int64, negative int, toLB []int64, transit *latency.Transit) {
 	if p.lb == nil {
 		samples, negative = p.sink.Take()
-		return samples, negative, nil
+		return samples, negative, nil, nil
 	}
 	// The balancer's probe first: a frame it saw just before is then
 	// likelier to have reached the sink by the time the sink's probe is
 	// read (in flight at the edge, it would count as upstream only).
 	up := p.lb.TakeArrivals()
-	p.lb.Take() // the generator-to-lb latencies: not reported
+	toLB, _ = p.lb.Take()
 	samples, negative = p.sink.Take()
 	down := p.sink.TakeArrivals()
 	if mode == "direct" {
-		return samples, negative, nil
+		return samples, negative, nil, nil
 	}
 	t := latency.MatchTransit(up, down)
-	return samples, negative, &t
+	return samples, negative, toLB, &t
 }
 
 // errInterrupted marks a window cut short by cancellation.
@@ -494,9 +495,10 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		ok = err == nil
 	}
 	var samples []int64
+	var toLB []int64
 	var transit *latency.Transit
 	if probes != nil {
-		samples, m.NegativeLatencies, transit = probes.take(mode.Name())
+		samples, m.NegativeLatencies, toLB, transit = probes.take(mode.Name())
 	}
 	stopGen()
 	stopMode()
@@ -518,6 +520,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	if transit != nil {
 		m.setTransit(transit)
 		h.rep.transitSamples(mode.Name(), transit.Samples)
+		s := latency.Summarize(toLB)
+		m.ToLB = &s
+		h.rep.toLBSamples(mode.Name(), toLB)
 	}
 	line := fmt.Sprintf("[%s %d/%d] %s: offered %s pps, delivered %s pps, lb in/out %s/%s pps, loss %.1f%%, CPU %.0f ns/pkt",
 		phase, rep, reps, mode.Name(), thousands(m.OfferedPPS), thousands(m.DeliveredPPS), thousands(m.LBInPPS), thousands(m.LBOutPPS), 100*m.Loss, m.CPUNsPerPkt)
