@@ -17,6 +17,11 @@ type Stats struct {
 	FlowsLive      uint64 // occupied flow-table entries
 	FlowCapacity   uint64 // flow-table entries, all workers
 	RingDrops      uint64 // frames the kernel dropped because a ring was full
+	// RingWait counts the frames taken from the receive ring by how long
+	// they waited there (buckets bounded by RingWaitBounds, the last one
+	// beyond them); RingWaitNs is the sum of those waits.
+	RingWait   [NumRingWaitBuckets]uint64
+	RingWaitNs uint64
 }
 
 // Forwarded returns the number of frames forwarded.
@@ -48,6 +53,9 @@ type counts struct {
 	fwdBytes  uint64
 	flowsNew  uint64
 	ringDrops uint64
+	ringWait  [NumRingWaitBuckets]uint64
+	// ringWaitNs sums the waits counted in ringWait.
+	ringWaitNs uint64
 
 	backendPkts, backendBytes, backendFlows [MaxBackendSlots]uint64
 	dirty                                   [MaxBackendSlots]bool // slot is in dirtySlots
@@ -64,8 +72,11 @@ type published struct {
 	evictions atomic.Uint64
 	live      atomic.Uint64
 	ringDrops atomic.Uint64
-	backends  [MaxBackendSlots]BackendCounters
-	_         [64]byte // keep workers' counters on separate cache lines
+	ringWait  [NumRingWaitBuckets]atomic.Uint64
+	// ringWaitNs sums the waits counted in ringWait.
+	ringWaitNs atomic.Uint64
+	backends   [MaxBackendSlots]BackendCounters
+	_          [64]byte // keep workers' counters on separate cache lines
 }
 
 // BackendCounters are the traffic counters of one backend counter slot.
@@ -254,6 +265,10 @@ func (w *Worker) publish() {
 	p.evictions.Store(w.flows.Evictions)
 	p.live.Store(w.flows.Live)
 	p.ringDrops.Store(w.c.ringDrops)
+	for i := range w.c.ringWait {
+		p.ringWait[i].Store(w.c.ringWait[i])
+	}
+	p.ringWaitNs.Store(w.c.ringWaitNs)
 	for _, s := range w.c.dirtySlots {
 		b := &p.backends[s]
 		b.Packets.Store(w.c.backendPkts[s])
@@ -277,4 +292,8 @@ func (w *Worker) addTo(s *Stats) {
 	s.FlowsLive += p.live.Load()
 	s.FlowCapacity += uint64(w.flows.Cap())
 	s.RingDrops += p.ringDrops.Load()
+	for i := range s.RingWait {
+		s.RingWait[i] += p.ringWait[i].Load()
+	}
+	s.RingWaitNs += p.ringWaitNs.Load()
 }

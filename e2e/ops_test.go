@@ -163,6 +163,23 @@ func TestMetricsAndStatus(t *testing.T) {
 	if perBackend != perWorker || perWorker < n {
 		t.Errorf("forwarded: %v by backend, %v by worker", perBackend, perWorker)
 	}
+	// Every frame a worker takes from its ring is counted once in its
+	// ring-wait histogram.
+	received := map[string]float64{}
+	for _, m := range fams["dsrlb_worker_received_total"].GetMetric() {
+		received[label(m, "worker")] = m.GetCounter().GetValue()
+	}
+	waits := fams["dsrlb_worker_ring_wait_seconds"].GetMetric()
+	if len(waits) != len(received) || len(waits) == 0 {
+		t.Errorf("ring wait histograms for %d workers, received counters for %d", len(waits), len(received))
+	}
+	for _, m := range waits {
+		h, w := m.GetHistogram(), label(m, "worker")
+		if float64(h.GetSampleCount()) != received[w] || h.GetSampleSum() < 0 {
+			t.Errorf("worker %s: ring wait counts %d frames (sum %vs), received_total %v", w, h.GetSampleCount(), h.GetSampleSum(), received[w])
+		}
+		t.Logf("worker %s: %d frames waited %.1f µs on average in the ring", w, h.GetSampleCount(), 1e6*h.GetSampleSum()/max(1, float64(h.GetSampleCount())))
+	}
 	for _, name := range []string{"dsrlb_build_info", "dsrlb_backend_up", "dsrlb_worker_ring_drops_total", "dsrlb_worker_flow_table_capacity", "dsrlb_table_builds_total", "dsrlb_worker_dropped_total"} {
 		if fams[name] == nil {
 			t.Errorf("metric %s missing", name)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsrlb/dsrlb/dataplane"
 	"github.com/dsrlb/dsrlb/internal/engine"
@@ -41,6 +42,8 @@ type fakeCounters struct{}
 func (fakeCounters) WorkerStats() []dataplane.Stats {
 	var s dataplane.Stats
 	s.Received, s.Reasons[0], s.Reasons[5] = 12, 10, 2
+	s.RingWait[0], s.RingWait[3], s.RingWait[dataplane.NumRingWaitBuckets-1] = 9, 2, 1 // ≤10µs, ≤100µs, beyond 100ms
+	s.RingWaitNs = uint64(500 * time.Millisecond)
 	return []dataplane.Stats{s, s}
 }
 
@@ -81,6 +84,19 @@ func TestEndpoints(t *testing.T) {
 	}
 	if got := fams["dsrlb_worker_forwarded_total"].GetMetric(); len(got) != 2 || got[0].GetCounter().GetValue() != 10 {
 		t.Errorf("worker_forwarded_total: %v", got)
+	}
+	for _, m := range fams["dsrlb_worker_ring_wait_seconds"].GetMetric() {
+		h := m.GetHistogram()
+		cum := map[float64]uint64{}
+		for _, b := range h.GetBucket() {
+			cum[b.GetUpperBound()] = b.GetCumulativeCount()
+		}
+		if h.GetSampleCount() != 12 || h.GetSampleSum() != 0.5 || cum[10e-6] != 9 || cum[50e-6] != 9 || cum[100e-6] != 11 || cum[0.1] != 11 {
+			t.Errorf("worker_ring_wait_seconds: count %d sum %v buckets %v", h.GetSampleCount(), h.GetSampleSum(), cum)
+		}
+	}
+	if got := len(fams["dsrlb_worker_ring_wait_seconds"].GetMetric()); got != 2 {
+		t.Errorf("worker_ring_wait_seconds: %d series, want one per worker (2)", got)
 	}
 	for _, m := range fams["dsrlb_backend_up"].GetMetric() {
 		want := 1.0

@@ -28,6 +28,7 @@ var (
 	descWorkerFwd     = desc("worker_forwarded_total", "Frames the worker forwarded.", "worker")
 	descWorkerDrops   = desc("worker_dropped_total", "Frames the worker dropped, by reason.", "worker", "reason")
 	descRingDrops     = desc("worker_ring_drops_total", "Frames the kernel dropped because the worker's ring was full (tpacket stats).", "worker")
+	descRingWait      = desc("worker_ring_wait_seconds", "How long frames waited in the worker's receive ring: from the kernel's timestamp on the slot to the worker taking it.", "worker")
 	descFlowEntries   = desc("worker_flow_table_entries", "Occupied entries of the worker's flow table.", "worker")
 	descFlowCapacity  = desc("worker_flow_table_capacity", "Entries of the worker's flow table.", "worker")
 	descFlowEvictions = desc("worker_flow_table_evictions_total", "Live flows pushed out of the worker's flow table by newer ones.", "worker")
@@ -43,7 +44,7 @@ type collector struct{ s *Server }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descBackendPkts, descBackendBytes, descBackendFlows, descBackendUp, descBackendState,
 		descBackendChange, descBackendWeight, descBackendShare, descCheckLatency, descWorkerRecv, descWorkerFwd, descWorkerDrops,
-		descRingDrops, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descBuilds, descBuildSeconds, descStart} {
+		descRingDrops, descRingWait, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descBuilds, descBuildSeconds, descStart} {
 		ch <- d
 	}
 }
@@ -92,9 +93,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descWorkerDrops, w.Reasons[r], id, dataplane.ReasonName(r))
 		}
 		counter(descRingDrops, w.RingDrops, id)
+		ch <- ringWaitHistogram(w, id)
 		gauge(descFlowEntries, float64(w.FlowsLive), id)
 		gauge(descFlowCapacity, float64(w.FlowCapacity), id)
 		counter(descFlowEvictions, w.FlowEvictions, id)
 		counter(descWorkerFlows, w.FlowsNew, id)
 	}
+}
+
+// ringWaitHistogram is a worker's ring-wait counts as a Prometheus histogram
+// (cumulative buckets, in seconds).
+func ringWaitHistogram(w dataplane.Stats, id string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(dataplane.RingWaitBounds))
+	var n uint64
+	for i, b := range dataplane.RingWaitBounds {
+		n += w.RingWait[i]
+		buckets[b.Seconds()] = n
+	}
+	n += w.RingWait[len(dataplane.RingWaitBounds)]
+	return prometheus.MustNewConstHistogram(descRingWait, n, float64(w.RingWaitNs)/1e9, buckets, id)
 }
