@@ -12,6 +12,7 @@ import (
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/latency"
 	"github.com/dsrlb/dsrlb/bench/testbed"
+	"github.com/dsrlb/dsrlb/dataplane"
 )
 
 // Report is everything a run measured: the raw windows and the summaries.
@@ -45,9 +46,10 @@ type Report struct {
 	Interrupted bool     `json:"interrupted"`
 	Errors      []string `json:"errors,omitempty"`
 
-	pooled        map[string][]int64 // latency samples by mode, all reps
-	pooledTransit map[string][]int64 // transit samples by mode, all reps; a mode is here once its transit was measured
-	pooledToLB    map[string][]int64 // generator-to-lb latencies by mode, all reps (balancer modes)
+	pooled        map[string][]int64   // latency samples by mode, all reps
+	pooledTransit map[string][]int64   // transit samples by mode, all reps; a mode is here once its transit was measured
+	pooledToLB    map[string][]int64   // generator-to-lb latencies by mode, all reps (balancer modes)
+	pooledWait    map[string]*RingWait // dsrlb's ring-wait counts by mode, latency phase, all reps
 }
 
 // Machine describes where the run happened.
@@ -108,11 +110,14 @@ type Measurement struct {
 	// balancer's eth0 (every stamped frame, whichever sink it then goes to):
 	// the same hops as the direct path's whole path, so it shows what the
 	// balancer's receive work, done on the generator's CPU, adds there.
-	ToLB                  *latency.Summary `json:"to_lb,omitempty"`
-	TransitUpstreamOnly   int              `json:"transit_lb_only,omitempty"`
-	TransitDownstreamOnly int              `json:"transit_sink_only,omitempty"`
-	NegativeTransits      int              `json:"negative_transits,omitempty"`
-	TransitDuplicates     int              `json:"transit_duplicates,omitempty"`
+	ToLB *latency.Summary `json:"to_lb,omitempty"`
+	// RingWait is dsrlb's own count of how long frames waited in its
+	// receive rings during the window (from its admin endpoint).
+	RingWait              *RingWait `json:"ring_wait,omitempty"`
+	TransitUpstreamOnly   int       `json:"transit_lb_only,omitempty"`
+	TransitDownstreamOnly int       `json:"transit_sink_only,omitempty"`
+	NegativeTransits      int       `json:"negative_transits,omitempty"`
+	TransitDuplicates     int       `json:"transit_duplicates,omitempty"`
 
 	Gen      gen.Result `json:"gen"`
 	ModeNote string     `json:"mode_note,omitempty"`
@@ -177,6 +182,9 @@ type LatencySummary struct {
 	// ToLB is the generator-to-lb latency (see Measurement), all
 	// repetitions pooled; nil for the direct path.
 	ToLB *latency.Summary `json:"to_lb_pooled,omitempty"`
+	// RingWait is dsrlb's ring-wait counts (see Measurement), all
+	// repetitions summed; nil for other modes.
+	RingWait *RingWait `json:"ring_wait_pooled,omitempty"`
 }
 
 // lowerBoundShare is how much of the offered load a balancer must send for
@@ -200,6 +208,7 @@ func newReport(cfg Config) *Report {
 		pooled:        map[string][]int64{},
 		pooledTransit: map[string][]int64{},
 		pooledToLB:    map[string][]int64{},
+		pooledWait:    map[string]*RingWait{},
 	}
 	a, p := gen.FlowSpace(cfg.Flows)
 	r.Notes = append(r.Notes, fmt.Sprintf("flows: %d (%d source addresses x %d source ports)", a*p, a, p))
@@ -246,6 +255,14 @@ func (r *Report) latencySamples(mode string, s []int64) { pool(r.pooled, mode, s
 // transitSamples pools a window's transit samples; the mode counts as
 // measured even when s is empty.
 func (r *Report) transitSamples(mode string, s []int64) { pool(r.pooledTransit, mode, s) }
+
+// ringWaits adds a latency window's ring-wait counts to its mode's.
+func (r *Report) ringWaits(mode string, w RingWait) {
+	if r.pooledWait[mode] == nil {
+		r.pooledWait[mode] = &RingWait{}
+	}
+	r.pooledWait[mode].Add(w)
+}
 
 // toLBSamples pools a window's generator-to-lb latencies.
 func (r *Report) toLBSamples(mode string, s []int64) { pool(r.pooledToLB, mode, s) }
@@ -410,6 +427,7 @@ func (r *Report) summarizeLatency() {
 			ts := latency.Summarize(t)
 			s.Transit = &ts
 		}
+		s.RingWait = r.pooledWait[mode]
 		if t, ok := r.pooledToLB[mode]; ok && mode != "direct" {
 			ts := latency.Summarize(t)
 			s.ToLB = &ts
@@ -518,6 +536,7 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  (+p50/+p99: added over the direct path. CPU at this rate:)\n")
 		r.printModes(w, r.LatencyCPU)
 		r.printTransit(w)
+		r.printRingWait(w)
 	}
 	if r.Interrupted {
 		fmt.Fprintf(w, "\nINTERRUPTED: the run was cut short; the numbers above are partial.\n")
@@ -534,6 +553,43 @@ func (r *Report) Print(w io.Writer) {
 	for _, f := range failed {
 		fmt.Fprintf(w, "failed: %s\n", f)
 	}
+}
+
+// printRingWait writes dsrlb's own ring-wait distribution, if measured.
+func (r *Report) printRingWait(w io.Writer) {
+	var ss []LatencySummary
+	for _, s := range r.Latency {
+		if s.RingWait != nil && s.RingWait.Count() > 0 {
+			ss = append(ss, s)
+		}
+	}
+	if len(ss) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nRing wait inside dsrlb (kernel's slot timestamp → the worker takes the frame; dsrlb's own histogram, so percentiles are bucket bounds)\n")
+	fmt.Fprintf(w, "  %-12s %9s %9s %9s %9s %9s %9s\n", "mode", "frames", "mean", "p50", "p99", "p99.9", ">100µs")
+	for _, s := range ss {
+		rw := s.RingWait
+		n := rw.Count()
+		var over uint64
+		for i, b := range dataplane.RingWaitBounds {
+			if b >= 100*time.Microsecond {
+				for _, c := range rw.Buckets[i+1:] {
+					over += c
+				}
+				break
+			}
+		}
+		fmt.Fprintf(w, "  %-12s %9d %9s %9s %9s %9s %8.2f%%\n", s.Mode, n, us(rw.Mean()), waitBound(rw.Quantile(0.5)), waitBound(rw.Quantile(0.99)), waitBound(rw.Quantile(0.999)), 100*float64(over)/float64(n))
+	}
+}
+
+// waitBound prints a ring-wait quantile: "≤bound", or beyond the largest.
+func waitBound(d time.Duration) string {
+	if d < 0 {
+		return ">" + dataplane.RingWaitBounds[len(dataplane.RingWaitBounds)-1].String()
+	}
+	return "≤" + us(d)
 }
 
 // printTransit writes the transit table, if any balancer's transit was

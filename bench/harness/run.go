@@ -482,17 +482,36 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		}
 	}
 	var a, z testbed.Snapshot
+	rw, _ := mode.(ringWaiter)
+	var waitA RingWait
+	var waitErr error
 	ok := sleepCtx(ctx, h.cfg.Warmup)
 	if ok {
 		a, err = h.bed.Snapshot()
 		if probes != nil {
 			probes.reset()
 		}
+		if rw != nil {
+			waitA, waitErr = rw.RingWait(ctx, h.bed)
+		}
 		ok = err == nil && sleepCtx(ctx, h.cfg.Window)
 	}
 	if ok {
 		z, err = h.bed.Snapshot()
 		ok = err == nil
+	}
+	if ok && rw != nil && waitErr == nil {
+		// Read after the port counters: the frames the window counted have
+		// left the ring by now (a few more, taken meanwhile, count too).
+		if waitZ, err := rw.RingWait(ctx, h.bed); err == nil {
+			d := waitZ.Sub(waitA)
+			m.RingWait = &d
+		} else {
+			waitErr = err
+		}
+	}
+	if waitErr != nil && ctx.Err() == nil {
+		h.progress("[%s %d/%d] %s: no ring-wait counts: %v", phase, rep, reps, mode.Name(), waitErr)
 	}
 	var samples []int64
 	var toLB []int64
@@ -517,6 +536,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		m.Latency = &s
 		h.rep.latencySamples(mode.Name(), samples)
 	}
+	if m.RingWait != nil && phase == PhaseLatency {
+		h.rep.ringWaits(mode.Name(), *m.RingWait)
+	}
 	if transit != nil {
 		m.setTransit(transit)
 		h.rep.transitSamples(mode.Name(), transit.Samples)
@@ -531,6 +553,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	}
 	if m.Transit != nil {
 		line += fmt.Sprintf(", transit p50 %s p99 %s (%d samples)", us(m.Transit.P50), us(m.Transit.P99), m.Transit.Count)
+	}
+	if m.RingWait != nil {
+		line += fmt.Sprintf(", ring wait p99 %s", waitBound(m.RingWait.Quantile(0.99)))
 	}
 	h.progress("%s", line)
 	// Let queues drain and sockets close before the next mode.
