@@ -176,8 +176,13 @@ func (d *Dataplane) BackendStats(s uint16) (packets, bytes, newFlows uint64) {
 	return packets, bytes, newFlows
 }
 
-// now is the workers' monotonic clock: nanoseconds since Open, never 0.
-func (d *Dataplane) now() int64 { return int64(time.Since(d.start)) + 1 }
+// clock reads the time once for a batch: the workers' monotonic clock
+// (nanoseconds since Open, never 0) and the wall clock (CLOCK_REALTIME, Unix
+// nanoseconds), which the kernel stamps ring slots with.
+func (d *Dataplane) clock() (mono, wall int64) {
+	t := time.Now()
+	return int64(t.Sub(d.start)) + 1, t.UnixNano()
+}
 
 // CheckVIPsNotLocal returns an error if any VIP is an address of this host's
 // kernel: its TCP stack would answer (and reset) connections meant for the

@@ -311,11 +311,10 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 // and gives them back to the kernel. It never allocates.
 func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	t := d.table.Load()
-	now := d.now()
-	// The kernel stamps each slot with the wall clock (CLOCK_REALTIME) when
-	// it writes it, or when the frame reached the interface if the system
-	// takes receive timestamps: the ring wait ends here, for the whole batch.
-	wall := time.Now().UnixNano()
+	// The kernel stamps each slot with the wall clock when it writes it, or
+	// when the frame reached the interface if the system takes receive
+	// timestamps: the ring wait ends here, for the whole batch.
+	now, wall := d.clock()
 	refused := 0
 	for range r.batch {
 		s, status, ok := r.next()

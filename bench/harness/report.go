@@ -105,7 +105,11 @@ type Measurement struct {
 	// balancer modes. The counts are latency.Transit's: frames seen on the
 	// lb only (most went to other sinks), at s1 only (the lb's probe
 	// missed them), with a negative transit, or seen twice by one probe.
-	Transit *latency.Summary `json:"transit,omitempty"`
+	Transit               *latency.Summary `json:"transit,omitempty"`
+	TransitUpstreamOnly   int              `json:"transit_lb_only,omitempty"`
+	TransitDownstreamOnly int              `json:"transit_sink_only,omitempty"`
+	NegativeTransits      int              `json:"negative_transits,omitempty"`
+	TransitDuplicates     int              `json:"transit_duplicates,omitempty"`
 	// ToLB is the latency from the stamp to the frame's arrival on the
 	// balancer's eth0 (every stamped frame, whichever sink it then goes to):
 	// the same hops as the direct path's whole path, so it shows what the
@@ -113,11 +117,7 @@ type Measurement struct {
 	ToLB *latency.Summary `json:"to_lb,omitempty"`
 	// RingWait is dsrlb's own count of how long frames waited in its
 	// receive rings during the window (from its admin endpoint).
-	RingWait              *RingWait `json:"ring_wait,omitempty"`
-	TransitUpstreamOnly   int       `json:"transit_lb_only,omitempty"`
-	TransitDownstreamOnly int       `json:"transit_sink_only,omitempty"`
-	NegativeTransits      int       `json:"negative_transits,omitempty"`
-	TransitDuplicates     int       `json:"transit_duplicates,omitempty"`
+	RingWait *RingWait `json:"ring_wait,omitempty"`
 
 	Gen      gen.Result `json:"gen"`
 	ModeNote string     `json:"mode_note,omitempty"`
@@ -571,15 +571,7 @@ func (r *Report) printRingWait(w io.Writer) {
 	for _, s := range ss {
 		rw := s.RingWait
 		n := rw.Count()
-		var over uint64
-		for i, b := range dataplane.RingWaitBounds {
-			if b >= 100*time.Microsecond {
-				for _, c := range rw.Buckets[i+1:] {
-					over += c
-				}
-				break
-			}
-		}
+		over := rw.Beyond(100 * time.Microsecond)
 		fmt.Fprintf(w, "  %-12s %9d %9s %9s %9s %9s %8.2f%%\n", s.Mode, n, us(rw.Mean()), waitBound(rw.Quantile(0.5)), waitBound(rw.Quantile(0.99)), waitBound(rw.Quantile(0.999)), 100*float64(over)/float64(n))
 	}
 }

@@ -67,6 +67,18 @@ func (w *RingWait) Quantile(q float64) time.Duration {
 	return -1
 }
 
+// Beyond returns the number of frames that waited longer than d, one of
+// dataplane.RingWaitBounds (the frames in the buckets above it).
+func (w *RingWait) Beyond(d time.Duration) uint64 {
+	var n uint64
+	for i := 1; i < len(w.Buckets); i++ {
+		if dataplane.RingWaitBounds[i-1] >= d {
+			n += w.Buckets[i]
+		}
+	}
+	return n
+}
+
 // Mean is the mean wait.
 func (w *RingWait) Mean() time.Duration {
 	if n := w.Count(); n > 0 {
