@@ -53,8 +53,8 @@ read in one pass). CPU ns/pkt = busy time of all CPUs (/proc/stat) per
 delivered frame; "extra" is that minus the direct path's.
 
 Then a latency phase: the built-in TX-ring generator at half the slowest
-balancer's rate, a sample of frames stamped with CLOCK_MONOTONIC, read at
-sink s1 by an AF_PACKET probe.
+balancer's rate, in kicks of --latency-batch frames, a sample of frames
+stamped with CLOCK_MONOTONIC, read at sink s1 by an AF_PACKET probe.
 
 Generators (--gen): pktgen (kernel, /proc/net/pktgen; UDP only), trafgen
 (netsniff-ng), txring (built in). auto takes the first available.
@@ -89,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lat := fs.Bool("latency", true, "run the latency phase")
 	latPin := fs.Bool("latency-pin", true, "in the latency phase, pin dsrlb's workers to CPUs 1..N-1, off the generator's CPU 0")
 	latRate := fs.Float64("latency-rate", 0, "latency phase offered rate in pps; 0 is half the slowest balancer's median")
+	latBatch := fs.Int("latency-batch", harness.DefaultLatencyBatch, "latency phase: most frames the generator hands the kernel per send (a frame late in a kick waits for the sending of those before it)")
 	rps := fs.String("rps", "nft", "RPS on the lb's eth0: nft (for the reference only), all (every balancer) or none")
 	brnf := fs.Bool("br-netfilter", false, "leave br_netfilter's bridge-nf-call-* on in the switch namespace")
 	sinkPass := fs.Bool("sink-pass", false, "let frames into the sinks' IP stacks instead of dropping them at ingress")
@@ -112,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg := harness.Config{
 		Reps: *reps, LatencyReps: *latReps, Warmup: *warmup, Window: *window,
 		Sinks: *sinks, Flows: *flows, Generator: *generator, GenThreads: *threads,
-		Rate: *rate, Latency: *lat, LatencyRate: *latRate, RPS: *rps,
+		Rate: *rate, Latency: *lat, LatencyRate: *latRate, LatencyBatch: *latBatch, RPS: *rps,
 		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), AltBin: *altBin, VIPMAC: *vipMAC, AltFlags: strings.Fields(*altFlags), LatencyPin: *latPin, TrafgenRing: *ring,
 		Progress: stderr,
 	}

@@ -143,6 +143,9 @@ type Result struct {
 	// Retries counts send() kicks the kernel refused for want of socket
 	// buffer (txring only).
 	Retries uint64 `json:"retries"`
+	// Kicks counts the send() calls that handed frames to the kernel
+	// (txring only): Sent/Kicks is the mean burst.
+	Kicks uint64 `json:"kicks,omitempty"`
 	// Stalled is set when a transmit ring made no progress for
 	// StallTimeout although frames were waiting.
 	Stalled bool `json:"stalled"`

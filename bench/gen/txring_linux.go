@@ -83,6 +83,7 @@ func (r *txRun) Stop() (Result, error) {
 		for _, t := range r.threads {
 			r.res.Sent += t.submitted - t.drain()
 			r.res.Retries += t.retries
+			r.res.Kicks += t.kicks
 			r.res.Stalled = r.res.Stalled || t.stalled
 			if t.err != nil {
 				errs = append(errs, t.err)
@@ -115,6 +116,7 @@ type txThread struct {
 
 	submitted uint64 // frames marked SEND_REQUEST
 	retries   uint64 // kicks refused with EAGAIN or ENOBUFS
+	kicks     uint64 // kicks with new frames
 	stalled   bool
 	err       error
 }
@@ -272,6 +274,7 @@ func (t *txThread) loop() {
 		}
 		t.kick()
 		if n > 0 {
+			t.kicks++
 			lastProgress = time.Now()
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/latency"
@@ -263,5 +264,20 @@ func TestSaturatedRatio(t *testing.T) {
 	r.Print(&out)
 	if !strings.Contains(out.String(), "both saturated: 0.87 (2 reps)") {
 		t.Errorf("no both-saturated ratio in:\n%s", out.String())
+	}
+}
+
+func TestValidateLatencyBatch(t *testing.T) {
+	for _, tc := range []struct {
+		batch int
+		ok    bool
+	}{{0, true}, {1, true}, {256, true}, {-1, false}, {257, false}} {
+		c := Config{
+			Modes: []string{"direct"}, Window: time.Second, GenThreads: 1,
+			RPS: "nft", VIPMAC: "auto", Traffic: gen.UDP, Latency: true, LatencyBatch: tc.batch,
+		}
+		if err := c.validate(); (err == nil) != tc.ok {
+			t.Errorf("latency batch %d: validate() = %v, want ok %v", tc.batch, err, tc.ok)
+		}
 	}
 }

@@ -40,6 +40,7 @@ type Report struct {
 	LatencyGenerator string           `json:"latency_generator,omitempty"`
 	LatencyRate      float64          `json:"latency_rate_pps,omitempty"`
 	StampEvery       int              `json:"stamp_every,omitempty"`
+	LatencyBatch     int              `json:"latency_batch,omitempty"` // most frames per kick of the latency generator
 	Latency          []LatencySummary `json:"latency,omitempty"`
 	LatencyCPU       []ModeSummary    `json:"latency_cpu,omitempty"`
 
@@ -520,8 +521,8 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	if len(r.Latency) > 0 {
-		fmt.Fprintf(w, "\nLatency at %s pps offered (%s generator, 1 thread, 1 in %d frames stamped; probe on sink s1; %d reps pooled)\n",
-			thousands(r.LatencyRate), r.LatencyGenerator, r.StampEvery, c.LatencyReps)
+		fmt.Fprintf(w, "\nLatency at %s pps offered (%s generator, 1 thread, kicks of up to %d frames, 1 in %d frames stamped; probe on sink s1; %d reps pooled)\n",
+			thousands(r.LatencyRate), r.LatencyGenerator, r.LatencyBatch, r.StampEvery, c.LatencyReps)
 		fmt.Fprintf(w, "  %-9s %9s %9s %9s %9s %9s %10s %10s\n", "mode", "samples", "p50", "p90", "p99", "p99.9", "+p50", "+p99")
 		for _, s := range r.Latency {
 			p := s.Pooled
