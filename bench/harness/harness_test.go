@@ -281,3 +281,39 @@ func TestValidateLatencyBatch(t *testing.T) {
 		}
 	}
 }
+
+// The latency rate is half the slowest balancer's capacity, measured in its
+// saturated windows: windows in which the generator left CPUs idle measured
+// the generator.
+func TestLatencyRate(t *testing.T) {
+	r := &Report{}
+	add := func(mode string, busy float64, pps ...float64) {
+		for _, v := range pps {
+			r.Measurements = append(r.Measurements, Measurement{Phase: PhaseThroughput, Mode: mode, CPUBusy: busy, DeliveredPPS: v})
+		}
+		if !slices.ContainsFunc(r.Throughput, func(s ModeSummary) bool { return s.Mode == mode }) {
+			r.Throughput = append(r.Throughput, ModeSummary{Mode: mode})
+		}
+	}
+	if _, _, err := r.latencyRate(); err == nil {
+		t.Error("no measurements: no error")
+	}
+	add("direct", 1, 500e3, 520e3)
+	rate, note, err := r.latencyRate()
+	if err != nil || rate != 255e3 || !strings.Contains(note, "no balancer ran") {
+		t.Errorf("direct only: %v, %q, %v; want 255000", rate, note, err)
+	}
+	add("dsrlb-w1", 0.99, 240e3, 250e3, 230e3, 245e3)
+	add("nft", 1, 300e3, 260e3)
+	add("nft", 0.7, 160e3, 170e3, 180e3)
+	rate, note, err = r.latencyRate()
+	if err != nil || rate != 121250 || !strings.Contains(note, "dsrlb-w1's") || !strings.Contains(note, "4 saturated windows (of 4)") {
+		t.Errorf("got %v, %q, %v; want half of dsrlb-w1's 242,500", rate, note, err)
+	}
+	// A mode never saturated counts with all its windows, as a lower bound.
+	add("dsrlb-w2", 0.9, 200e3, 210e3, 220e3)
+	rate, note, err = r.latencyRate()
+	if err != nil || rate != 105e3 || !strings.Contains(note, "none saturated") {
+		t.Errorf("got %v, %q, %v; want half of dsrlb-w2's 210,000", rate, note, err)
+	}
+}

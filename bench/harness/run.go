@@ -53,7 +53,8 @@ type Config struct {
 	// Latency runs the latency phase (txring generator, stamped frames).
 	Latency bool
 	// LatencyRate is the latency phase's offered rate; 0 takes half the
-	// slowest balancer's median delivered rate from the throughput phase.
+	// slowest balancer's median delivered rate from the throughput phase,
+	// over its saturated windows when it had any.
 	LatencyRate float64
 	// LatencyBatch is the most frames the latency phase's generator writes
 	// before it hands them to the kernel in one send (0: DefaultLatencyBatch).
@@ -291,9 +292,68 @@ func (h *harness) background(ctx context.Context) {
 	}
 }
 
-// latencyRateTarget is the fraction of the slowest balancer's median rate
-// the latency phase offers.
+// latencyRateTarget is the fraction of the slowest balancer's capacity the
+// latency phase offers.
 const latencyRateTarget = 0.5
+
+// capacity is what the throughput phase measured of mode's capacity: the
+// median delivered rate of its saturated windows (every CPU busy), or, when
+// none was, of all its windows, which then bounds it only from below.
+func (r *Report) capacity(mode string) (pps float64, saturated, windows int) {
+	all := r.values(PhaseThroughput, mode, func(m *Measurement) float64 { return m.DeliveredPPS })
+	var sat []float64
+	for _, v := range r.values(PhaseThroughput, mode, func(m *Measurement) float64 {
+		if m.CPUBusy < SaturatedBusy {
+			return 0
+		}
+		return m.DeliveredPPS
+	}) {
+		if v > 0 {
+			sat = append(sat, v)
+		}
+	}
+	if len(sat) > 0 {
+		return Median(sat), len(sat), len(all)
+	}
+	if len(all) == 0 {
+		return 0, 0, 0
+	}
+	return Median(all), 0, len(all)
+}
+
+// latencyRate is the latency phase's default rate: latencyRateTarget of the
+// slowest balancer's capacity (of direct's, if no balancer ran). A window
+// in which the generator could not keep every CPU busy measured the
+// generator, not the balancer: it counts only when a mode had no other.
+func (r *Report) latencyRate() (float64, string, error) {
+	slowest, from, saturated, windows := math.Inf(1), "", 0, 0
+	for _, direct := range []bool{false, true} {
+		for _, s := range r.Throughput {
+			if (s.Mode == "direct") != direct {
+				continue
+			}
+			if c, sat, n := r.capacity(s.Mode); c > 0 && c < slowest {
+				slowest, from, saturated, windows = c, s.Mode, sat, n
+			}
+		}
+		if from != "" {
+			break
+		}
+	}
+	if from == "" {
+		return 0, "", errors.New("no throughput results to derive a rate from; give --latency-rate")
+	}
+	rate := latencyRateTarget * slowest
+	of := fmt.Sprintf("the median of its %d saturated windows (of %d)", saturated, windows)
+	if saturated == 0 {
+		of = fmt.Sprintf("the median of its %d windows, none saturated: a lower bound", windows)
+	}
+	which := "the slowest balancer"
+	if from == "direct" {
+		which = "no balancer ran"
+	}
+	return rate, fmt.Sprintf("latency rate: %.0f%% of %s's delivered rate (%s), %s: %.0f pps", latencyRateTarget*100, from, which, of, rate), nil
+}
 
 // stampsPerSecond is about how many stamped frames the latency generator
 // sends per second, whatever the rate.
@@ -302,24 +362,12 @@ const stampsPerSecond = 20000
 func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 	rate := h.cfg.LatencyRate
 	if rate <= 0 {
-		slowest, from := math.Inf(1), ""
-		for _, s := range h.rep.Throughput {
-			if s.Mode != "direct" && s.Delivered.N > 0 && s.Delivered.Median < slowest {
-				slowest, from = s.Delivered.Median, s.Mode
-			}
+		var note string
+		var err error
+		if rate, note, err = h.rep.latencyRate(); err != nil {
+			return err
 		}
-		if from == "" {
-			for _, s := range h.rep.Throughput {
-				if s.Delivered.N > 0 {
-					slowest, from = s.Delivered.Median, s.Mode
-				}
-			}
-		}
-		if from == "" {
-			return errors.New("no throughput results to derive a rate from; give --latency-rate")
-		}
-		rate = latencyRateTarget * slowest
-		h.rep.Notes = append(h.rep.Notes, fmt.Sprintf("latency rate: %.0f%% of %s's median delivered rate (the slowest balancer), %.0f pps", latencyRateTarget*100, from, rate))
+		h.rep.Notes = append(h.rep.Notes, note)
 	}
 	stampEvery := max(1, int(rate/stampsPerSecond+0.5))
 	h.rep.LatencyRate, h.rep.StampEvery = rate, stampEvery
