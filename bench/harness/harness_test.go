@@ -317,3 +317,40 @@ func TestLatencyRate(t *testing.T) {
 		t.Errorf("got %v, %q, %v; want half of dsrlb-w2's 210,000", rate, note, err)
 	}
 }
+
+// The extra CPU per packet is also compared over saturated windows only: a
+// window in which the generator stalled costs more CPU per frame, and it
+// would flatter whichever balancer stalled the generator.
+func TestExtraCPUSaturated(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
+	for rep := 1; rep <= 2; rep++ {
+		r.Measurements = append(r.Measurements,
+			measurement(PhaseThroughput, "dsrlb-w1", rep, 200_000, 200_000, 200_000, 200), // 10 µs/frame
+			measurement(PhaseThroughput, "direct", rep, 500_000, 0, 500_000, 200),         // 4 µs
+		)
+	}
+	r.Measurements = append(r.Measurements,
+		measurement(PhaseThroughput, "nft", 1, 250_000, 250_000, 250_000, 200), // 8 µs, saturated
+		measurement(PhaseThroughput, "nft", 2, 100_000, 100_000, 100_000, 150), // 15 µs, 75 % busy
+	)
+	r.summarizeThroughput()
+	var d, n *ModeSummary
+	for i := range r.Throughput {
+		switch r.Throughput[i].Mode {
+		case "dsrlb-w1":
+			d = &r.Throughput[i]
+		case "nft":
+			n = &r.Throughput[i]
+		}
+	}
+	if d == nil || n == nil || n.ExtraCPUNs == nil || math.Abs(*n.ExtraCPUNs-7500) > 1e-6 ||
+		n.ExtraCPUNsSaturated == nil || math.Abs(*n.ExtraCPUNsSaturated-4000) > 1e-6 || n.CPUNsSaturated.N != 1 ||
+		d.ExtraCPUNsSaturated == nil || math.Abs(*d.ExtraCPUNsSaturated-6000) > 1e-6 {
+		t.Fatalf("summaries: dsrlb %+v, nft %+v", d, n)
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	if want := "dsrlb-w1  extra CPU over direct / nft's extra: 0.80   saturated windows only: 1.50 (2 and nft's 1)"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+}

@@ -162,6 +162,11 @@ type ModeSummary struct {
 	// ExtraCPUNs is median CPUNs minus the direct path's median, when the
 	// direct path was measured.
 	ExtraCPUNs *float64 `json:"extra_cpu_ns_per_pkt,omitempty"`
+	// CPUNsSaturated and ExtraCPUNsSaturated are the same over the windows
+	// in which every CPU was busy (SaturatedBusy), the direct path's too: a
+	// window in which the generator stalled spent its CPU differently.
+	CPUNsSaturated      Stat     `json:"cpu_ns_per_pkt_saturated"`
+	ExtraCPUNsSaturated *float64 `json:"extra_cpu_ns_per_pkt_saturated,omitempty"`
 	// LowerBound is set when the balancer sent (almost) everything offered:
 	// the generator, not the balancer, was the limit.
 	LowerBound bool `json:"lower_bound"`
@@ -302,7 +307,7 @@ func (r *Report) summarize(phase string) []ModeSummary {
 	var out []ModeSummary
 	for _, mode := range r.modeOrder(phase) {
 		s := ModeSummary{Mode: mode, Phase: phase}
-		var del, off, in, outp, loss, busy, cpu []float64
+		var del, off, in, outp, loss, busy, cpu, cpuSat []float64
 		for _, m := range r.Measurements {
 			if m.Phase != phase || m.Mode != mode {
 				continue
@@ -324,9 +329,12 @@ func (r *Report) summarize(phase string) []ModeSummary {
 			loss = append(loss, m.Loss)
 			busy = append(busy, m.CPUBusy)
 			cpu = append(cpu, m.CPUNsPerPkt)
+			if m.CPUBusy >= SaturatedBusy {
+				cpuSat = append(cpuSat, m.CPUNsPerPkt)
+			}
 		}
 		s.Delivered, s.Offered, s.LBIn, s.LBOut = NewStat(del), NewStat(off), NewStat(in), NewStat(outp)
-		s.Loss, s.CPUBusy, s.CPUNs = NewStat(loss), NewStat(busy), NewStat(cpu)
+		s.Loss, s.CPUBusy, s.CPUNs, s.CPUNsSaturated = NewStat(loss), NewStat(busy), NewStat(cpu), NewStat(cpuSat)
 		if mode != "direct" && s.Offered.Median > 0 && s.LBOut.Median >= lowerBoundShare*s.Offered.Median {
 			s.LowerBound = true
 		}
@@ -337,6 +345,10 @@ func (r *Report) summarize(phase string) []ModeSummary {
 			if d.Mode == "direct" && d.CPUNs.N > 0 && out[i].Mode != "direct" && out[i].CPUNs.N > 0 {
 				x := out[i].CPUNs.Median - d.CPUNs.Median
 				out[i].ExtraCPUNs = &x
+			}
+			if d.Mode == "direct" && d.CPUNsSaturated.N > 0 && out[i].Mode != "direct" && out[i].CPUNsSaturated.N > 0 {
+				x := out[i].CPUNsSaturated.Median - d.CPUNsSaturated.Median
+				out[i].ExtraCPUNsSaturated = &x
 			}
 		}
 	}
@@ -501,17 +513,22 @@ func (r *Report) Print(w io.Writer) {
 			}
 			fmt.Fprintln(w)
 		}
-		var nftExtra *float64
+		var nftExtra, nftExtraSat *float64
+		nftSat := 0
 		for _, s := range r.Throughput {
 			if s.Mode == "nft" {
-				nftExtra = s.ExtraCPUNs
+				nftExtra, nftExtraSat, nftSat = s.ExtraCPUNs, s.ExtraCPUNsSaturated, s.CPUNsSaturated.N
 			}
 		}
 		cpuNs := map[string]float64{}
 		for _, s := range r.Throughput {
 			cpuNs[s.Mode] = s.CPUNs.Median
 			if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && nftExtra != nil && *nftExtra > 0 {
-				fmt.Fprintf(w, "  %-9s extra CPU over direct / nft's extra: %.2f\n", s.Mode, *s.ExtraCPUNs / *nftExtra)
+				fmt.Fprintf(w, "  %-9s extra CPU over direct / nft's extra: %.2f", s.Mode, *s.ExtraCPUNs / *nftExtra)
+				if s.ExtraCPUNsSaturated != nil && nftExtraSat != nil && *nftExtraSat > 0 {
+					fmt.Fprintf(w, "   saturated windows only: %.2f (%d and nft's %d)", *s.ExtraCPUNsSaturated / *nftExtraSat, s.CPUNsSaturated.N, nftSat)
+				}
+				fmt.Fprintln(w)
 			}
 		}
 		for _, s := range r.Throughput {
