@@ -82,15 +82,26 @@ func (c *Client) Backend(ctx context.Context, action, service, addr string) (str
 // Format writes st as tables for a person at a terminal.
 func Format(w io.Writer, st *Status) {
 	var fwd, recv, drop, ring uint64
+	var wait dataplane.RingWaits
 	for _, wk := range st.Workers {
 		recv += wk.Received
 		fwd += wk.Forwarded()
 		drop += wk.Dropped()
 		ring += wk.RingDrops
+		wait.Add(wk.RingWaits())
 	}
 	fmt.Fprintf(w, "dsrlb %s on %s, up %s, %d workers, %d table builds (last %s)\n",
 		st.Version, st.Interface, time.Since(st.Started).Round(time.Second), len(st.Workers), st.Builds, st.LastBuild.Round(time.Microsecond))
-	fmt.Fprintf(w, "frames: received %d, forwarded %d, dropped %d, ring full %d\n\n", recv, fwd, drop, ring)
+	fmt.Fprintf(w, "frames: received %d, forwarded %d, dropped %d, ring full %d\n", recv, fwd, drop, ring)
+	if n := wait.Count(); n > 0 {
+		p99 := "beyond " + dataplane.RingWaitBounds[len(dataplane.RingWaitBounds)-1].String()
+		if q := wait.Quantile(0.99); q >= 0 {
+			p99 = "≤ " + q.String()
+		}
+		fmt.Fprintf(w, "ring wait (kernel's slot stamp → worker): mean %s, p99 %s, %.2f%% over 100µs\n",
+			wait.Mean().Round(100*time.Nanosecond), p99, 100*float64(wait.Beyond(100*time.Microsecond))/float64(n))
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tVIP\tBACKEND\tSTATE\tWEIGHT\tSHARE\tPPS\tFLOWS\tPACKETS\tREASON")
 	for _, s := range st.Services {
