@@ -18,7 +18,7 @@ func adminFlag(fsAddr *string) string {
 }
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", "dsrlb status [--json] [--admin ADDR]\n\nShows the running balancer's services, backends (state, reason, share, pps, flows) and drops.", stderr)
+	fs := newFlags("status", "dsrlb status [--json] [--admin ADDR]\n\nShows the running balancer's frame counts, ring wait (how long frames waited for a worker), services,\nbackends (state, reason, share, pps, flows) and drops.", stderr)
 	addr := fs.String("admin", config.DefaultAdmin, "the balancer's admin endpoint")
 	asJSON := fs.Bool("json", false, "print the raw JSON status (for scripts)")
 	if code, ok := parse(fs, args); !ok {
