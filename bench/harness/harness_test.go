@@ -354,3 +354,32 @@ func TestExtraCPUSaturated(t *testing.T) {
 		t.Errorf("report lacks %q:\n%s", want, out.String())
 	}
 }
+
+// An A/B twin runs after its base mode in odd repetitions and before it in
+// even ones; other modes keep their places.
+func TestRepOrder(t *testing.T) {
+	modes := []Mode{&Dsrlb{Workers: 1}, &Dsrlb{Workers: 1, Label: AltSuffix}, &Dsrlb{Workers: 2}, &Dsrlb{Workers: 2, Label: AltSuffix}, &Nft{}, Direct{}}
+	names := func(ms []Mode) string {
+		var n []string
+		for _, m := range ms {
+			n = append(n, m.Name())
+		}
+		return strings.Join(n, " ")
+	}
+	for r, want := range map[int]string{
+		1: "dsrlb-w1 dsrlb-w1-alt dsrlb-w2 dsrlb-w2-alt nft direct",
+		2: "dsrlb-w1-alt dsrlb-w1 dsrlb-w2-alt dsrlb-w2 nft direct",
+		3: "dsrlb-w1 dsrlb-w1-alt dsrlb-w2 dsrlb-w2-alt nft direct",
+	} {
+		if got := names(repOrder(modes, r)); got != want {
+			t.Errorf("rep %d: %s, want %s", r, got, want)
+		}
+	}
+	if got := names(modes); got != "dsrlb-w1 dsrlb-w1-alt dsrlb-w2 dsrlb-w2-alt nft direct" {
+		t.Errorf("repOrder changed its argument: %s", got)
+	}
+	plain := []Mode{&Dsrlb{Workers: 1}, &Nft{}, Direct{}}
+	if got := names(repOrder(plain, 2)); got != "dsrlb-w1 nft direct" {
+		t.Errorf("without twins, rep 2: %s", got)
+	}
+}

@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	if cfg.AltBin != "" || len(cfg.AltFlags) > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("dsrlb-wN%s: binary %s, extra flags %q", AltSuffix, cmp.Or(cfg.AltBin, "the same"), strings.Join(cfg.AltFlags, " ")))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("dsrlb-wN%s: binary %s, extra flags %q; it runs after its base mode in odd repetitions, before it in even ones", AltSuffix, cmp.Or(cfg.AltBin, "the same"), strings.Join(cfg.AltFlags, " ")))
 	}
 	h.progress("setup: building the testbed (gen, lb, %d sinks on one bridge)", cfg.Sinks)
 	bed, err := testbed.Build(testbed.Spec{Sinks: cfg.Sinks, BridgeNetfilter: cfg.BridgeNetfilter, SinkPass: cfg.SinkPass})
@@ -222,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Flows: cfg.Flows, Traffic: cfg.Traffic, Threads: cfg.GenThreads, Rate: cfg.Rate,
 	}
 	for r := 1; r <= cfg.Reps && ctx.Err() == nil; r++ {
-		for _, m := range h.modes {
+		for _, m := range repOrder(h.modes, r) {
 			if ctx.Err() != nil {
 				break
 			}
@@ -290,6 +290,24 @@ func (h *harness) background(ctx context.Context) {
 		h.rep.BackgroundBusy = float64(c.Busy()) / float64(c.Total())
 		h.rep.Notes = append(h.rep.Notes, fmt.Sprintf("background: CPUs %.0f%% busy with no load (1 s before the first window); that time is in every CPU figure", 100*h.rep.BackgroundBusy))
 	}
+}
+
+// repOrder is the order in which repetition r runs modes: as given, except
+// that an A/B twin (dsrlb-wN-alt) runs before its base mode in every even
+// repetition. On this kind of machine the second window of a pair tends to
+// do better whatever runs in it, so a twin always second would be favoured.
+func repOrder(modes []Mode, r int) []Mode {
+	out := slices.Clone(modes)
+	if r%2 == 1 {
+		return out
+	}
+	for i := 0; i+1 < len(out); i++ {
+		if out[i+1].Name() == out[i].Name()+AltSuffix {
+			out[i], out[i+1] = out[i+1], out[i]
+			i++
+		}
+	}
+	return out
 }
 
 // latencyRateTarget is the fraction of the slowest balancer's capacity the
@@ -434,7 +452,7 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 		}
 	}()
 	for r := 1; r <= h.cfg.LatencyReps && ctx.Err() == nil; r++ {
-		for _, m := range h.modes {
+		for _, m := range repOrder(h.modes, r) {
 			if ctx.Err() != nil {
 				break
 			}
