@@ -136,11 +136,15 @@ func (e *Engine) Initial(ctx context.Context, wait time.Duration) (*balancer.Tab
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	start := time.Now()
 	t, err := e.build()
 	if err != nil {
 		return nil, err
 	}
 	e.table.Store(t)
+	// The caller starts the dataplane with this table: it is the first one
+	// published.
+	e.builds, e.lastCost = 1, time.Since(start)
 	return t, nil
 }
 

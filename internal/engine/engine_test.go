@@ -86,10 +86,16 @@ func TestEngineFollowsMACs(t *testing.T) {
 	defer cancel()
 	go e.Run(ctx, dp)
 
+	if st, err := e.Status(ctx); err != nil || st.Builds != 1 || st.LastBuild <= 0 {
+		t.Fatalf("status after the initial table: %d builds (last %v), %v; want the initial one counted", st.Builds, st.LastBuild, err)
+	}
 	r.set(a12, [6]byte{2, 0, 0, 0, 0, 0x12})
 	next := waitTable(t, dp)
 	if got := backends(next); len(got) != 3 || got[a12] != [6]byte{2, 0, 0, 0, 0, 0x12} {
 		t.Fatalf("after .12 resolved: %v", got)
+	}
+	if st, err := e.Status(ctx); err != nil || st.Builds != 2 {
+		t.Fatalf("status after .12 resolved: %d builds, %v; want 2", st.Builds, err)
 	}
 	r.set(a11, [6]byte{2, 0, 0, 0, 0, 0x99})
 	next = waitTable(t, dp)
