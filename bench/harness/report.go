@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -124,6 +125,10 @@ type Measurement struct {
 	ModeNote string     `json:"mode_note,omitempty"`
 	Error    string     `json:"error,omitempty"`
 }
+
+// saturated reports whether every CPU was busy in the window
+// (SaturatedBusy): the balancer, not a stalled generator, set its rate.
+func (m *Measurement) saturated() bool { return m.CPUBusy >= SaturatedBusy }
 
 func (m *Measurement) setWindow(w testbed.Window) {
 	m.Window = w
@@ -329,7 +334,7 @@ func (r *Report) summarize(phase string) []ModeSummary {
 			loss = append(loss, m.Loss)
 			busy = append(busy, m.CPUBusy)
 			cpu = append(cpu, m.CPUNsPerPkt)
-			if m.CPUBusy >= SaturatedBusy {
+			if m.saturated() {
 				cpuSat = append(cpuSat, m.CPUNsPerPkt)
 			}
 		}
@@ -342,17 +347,22 @@ func (r *Report) summarize(phase string) []ModeSummary {
 	}
 	for i := range out {
 		for _, d := range out {
-			if d.Mode == "direct" && d.CPUNs.N > 0 && out[i].Mode != "direct" && out[i].CPUNs.N > 0 {
-				x := out[i].CPUNs.Median - d.CPUNs.Median
-				out[i].ExtraCPUNs = &x
-			}
-			if d.Mode == "direct" && d.CPUNsSaturated.N > 0 && out[i].Mode != "direct" && out[i].CPUNsSaturated.N > 0 {
-				x := out[i].CPUNsSaturated.Median - d.CPUNsSaturated.Median
-				out[i].ExtraCPUNsSaturated = &x
+			if d.Mode == "direct" && out[i].Mode != "direct" {
+				out[i].ExtraCPUNs = extra(out[i].CPUNs, d.CPUNs)
+				out[i].ExtraCPUNsSaturated = extra(out[i].CPUNsSaturated, d.CPUNsSaturated)
 			}
 		}
 	}
 	return out
+}
+
+// extra is a's median minus direct's, or nil if either has no window.
+func extra(a, direct Stat) *float64 {
+	if a.N == 0 || direct.N == 0 {
+		return nil
+	}
+	x := a.Median - direct.Median
+	return &x
 }
 
 func (r *Report) values(phase, mode string, f func(*Measurement) float64) []float64 {
@@ -366,12 +376,67 @@ func (r *Report) values(phase, mode string, f func(*Measurement) float64) []floa
 	return v
 }
 
+// capacity is what the throughput phase measured of mode's capacity: the
+// median delivered rate of its saturated windows (every CPU busy), or, when
+// none was, of all its windows, which then bounds it only from below.
+func (r *Report) capacity(mode string) (pps float64, saturated, windows int) {
+	var all, sat []float64
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase != PhaseThroughput || m.Mode != mode || m.Error != "" {
+			continue
+		}
+		all = append(all, m.DeliveredPPS)
+		if m.saturated() && m.DeliveredPPS > 0 {
+			sat = append(sat, m.DeliveredPPS)
+		}
+	}
+	if len(sat) > 0 {
+		return Median(sat), len(sat), len(all)
+	}
+	return Median(all), 0, len(all)
+}
+
+// latencyRate is the latency phase's default rate: latencyRateTarget of the
+// slowest balancer's capacity (of direct's, if no balancer ran). A window
+// in which the generator could not keep every CPU busy measured the
+// generator, not the balancer: it counts only when a mode had no other.
+func (r *Report) latencyRate() (float64, string, error) {
+	slowest, from, saturated, windows := math.Inf(1), "", 0, 0
+	for _, direct := range []bool{false, true} {
+		for _, s := range r.Throughput {
+			if (s.Mode == "direct") != direct {
+				continue
+			}
+			if c, sat, n := r.capacity(s.Mode); c > 0 && c < slowest {
+				slowest, from, saturated, windows = c, s.Mode, sat, n
+			}
+		}
+		if from != "" {
+			break
+		}
+	}
+	if from == "" {
+		return 0, "", errors.New("no throughput results to derive a rate from; give --latency-rate")
+	}
+	rate := latencyRateTarget * slowest
+	of := fmt.Sprintf("the median of its %d saturated windows (of %d)", saturated, windows)
+	if saturated == 0 {
+		of = fmt.Sprintf("the median of its %d windows, none saturated: a lower bound", windows)
+	}
+	which := "the slowest balancer"
+	if from == "direct" {
+		which = "no balancer ran"
+	}
+	return rate, fmt.Sprintf("latency rate: %.0f%% of %s's delivered rate (%s), %s: %.0f pps", latencyRateTarget*100, from, which, of, rate), nil
+}
+
 // saturatedRatios returns num's delivered pps over den's, per repetition
 // in which both windows had every CPU busy.
 func (r *Report) saturatedRatios(num, den string) []float64 {
 	var q []float64
 	busy := func(m *Measurement) float64 {
-		if m.CPUBusy < SaturatedBusy || m.DeliveredPPS == 0 {
+		if !m.saturated() {
 			return 0
 		}
 		return m.DeliveredPPS

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -313,65 +312,6 @@ func repOrder(modes []Mode, r int) []Mode {
 // latencyRateTarget is the fraction of the slowest balancer's capacity the
 // latency phase offers.
 const latencyRateTarget = 0.5
-
-// capacity is what the throughput phase measured of mode's capacity: the
-// median delivered rate of its saturated windows (every CPU busy), or, when
-// none was, of all its windows, which then bounds it only from below.
-func (r *Report) capacity(mode string) (pps float64, saturated, windows int) {
-	all := r.values(PhaseThroughput, mode, func(m *Measurement) float64 { return m.DeliveredPPS })
-	var sat []float64
-	for _, v := range r.values(PhaseThroughput, mode, func(m *Measurement) float64 {
-		if m.CPUBusy < SaturatedBusy {
-			return 0
-		}
-		return m.DeliveredPPS
-	}) {
-		if v > 0 {
-			sat = append(sat, v)
-		}
-	}
-	if len(sat) > 0 {
-		return Median(sat), len(sat), len(all)
-	}
-	if len(all) == 0 {
-		return 0, 0, 0
-	}
-	return Median(all), 0, len(all)
-}
-
-// latencyRate is the latency phase's default rate: latencyRateTarget of the
-// slowest balancer's capacity (of direct's, if no balancer ran). A window
-// in which the generator could not keep every CPU busy measured the
-// generator, not the balancer: it counts only when a mode had no other.
-func (r *Report) latencyRate() (float64, string, error) {
-	slowest, from, saturated, windows := math.Inf(1), "", 0, 0
-	for _, direct := range []bool{false, true} {
-		for _, s := range r.Throughput {
-			if (s.Mode == "direct") != direct {
-				continue
-			}
-			if c, sat, n := r.capacity(s.Mode); c > 0 && c < slowest {
-				slowest, from, saturated, windows = c, s.Mode, sat, n
-			}
-		}
-		if from != "" {
-			break
-		}
-	}
-	if from == "" {
-		return 0, "", errors.New("no throughput results to derive a rate from; give --latency-rate")
-	}
-	rate := latencyRateTarget * slowest
-	of := fmt.Sprintf("the median of its %d saturated windows (of %d)", saturated, windows)
-	if saturated == 0 {
-		of = fmt.Sprintf("the median of its %d windows, none saturated: a lower bound", windows)
-	}
-	which := "the slowest balancer"
-	if from == "direct" {
-		which = "no balancer ran"
-	}
-	return rate, fmt.Sprintf("latency rate: %.0f%% of %s's delivered rate (%s), %s: %.0f pps", latencyRateTarget*100, from, which, of, rate), nil
-}
 
 // stampsPerSecond is about how many stamped frames the latency generator
 // sends per second, whatever the rate.
