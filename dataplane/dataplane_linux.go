@@ -345,6 +345,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	}
 	r.flush()
 	r.release()
+	w.maintain(now)
 	if refused > 0 {
 		w.c.reasons[Forwarded] -= uint64(refused)
 		w.c.reasons[DropTxError] += uint64(refused)

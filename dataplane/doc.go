@@ -44,14 +44,47 @@
 // # The decision
 //
 // Parse reads Ethernet (with up to two VLAN tags), IPv4 or IPv6 (with
-// extension headers) and the TCP/UDP ports into a Packet the worker owns. The
-// service is found by (VIP, protocol, port) in the current balancer.Table,
-// loaded once per batch from an atomic pointer. The worker's flow table
-// (5-tuple → backend, set-associative, bounded, least recently seen evicted
-// first) keeps a flow on its backend when the table changes later; a flow
-// whose backend left the table is re-picked by Maglev. Fragments are balanced
-// statelessly by (source, destination, protocol), so all fragments of a
-// datagram reach one backend (see balancer.Table.LookupFragment).
+// extension headers), the TCP/UDP ports and TCP flags into a Packet the
+// worker owns. The service is found by (VIP, protocol, port) in the current
+// balancer.Table, loaded once per batch from an atomic pointer, and the
+// backend by the service's Maglev table (see "Flow state"). Fragments are
+// balanced statelessly by (source, destination, protocol), so all fragments
+// of a datagram reach one backend (see balancer.Table.LookupFragment).
+//
+// # Flow state
+//
+// While the table does not change, Maglev alone is every flow's memory: the
+// same 5-tuple always hashes to the same backend, and a worker keeps no state
+// per flow (its flow table is not touched, so a flood of new flows costs it
+// nothing). State is needed only when a table change moves flows that are
+// under way, so a worker keeps it only then. From the first table change it
+// sees, the worker tracks flows in its flow table (5-tuple → backend,
+// set-associative, bounded, least recently seen evicted first):
+//
+//   - a flow the table remembers stays on its backend while that backend is
+//     in the service (weight 0, draining, included); one whose backend left is
+//     re-picked by Maglev;
+//   - an unknown flow, during the grace period (the flow table's idle timeout
+//     after the last change), may have begun before the change: unless its
+//     packet opens a TCP connection (SYN without ACK), it gets the backend
+//     that the table in force when tracking began chose for it, if that
+//     backend is still in the service;
+//   - any other unknown flow gets the current table's Maglev choice;
+//   - every choice is remembered.
+//
+// After the grace period a sweep (a few sets per batch) clears idle entries
+// and looks for a live flow held on a backend other than its Maglev choice in
+// the current table; a pass that finds none ends tracking (a pass that finds
+// one stops there, and the next begins a second later). Untracked again, the
+// worker forwards by Maglev alone: every live flow goes where it would have.
+// A flow that went unseen through a whole grace period has timed out, as an
+// idle flow-table entry would. A UDP flow that starts during a grace period
+// on a moved Maglev slot cannot be told from one under way and stays on the
+// old backend. Two workers see a change independently, each at its next
+// frame. Stats.FlowTracking and the dsrlb_worker_flow_tracking metric say
+// which workers track. New flows are counted as flow-table inserts while
+// tracking and as TCP SYNs while not (a stateless worker cannot tell a new
+// UDP flow).
 //
 // # What it never does
 //

@@ -9,7 +9,19 @@ import (
 	"golang.org/x/net/bpf"
 )
 
+// buildFrame builds an Ethernet frame; a TCP segment is a SYN.
 func buildFrame(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, sport, dport uint16, payload []byte) []byte {
+	t.Helper()
+	return buildFrameWith(t, src, dst, proto, sport, dport, payload, false)
+}
+
+// buildAck builds a TCP segment with only ACK set: a connection under way.
+func buildAck(t testing.TB, src, dst netip.Addr, sport, dport uint16) []byte {
+	t.Helper()
+	return buildFrameWith(t, src, dst, layers.IPProtocolTCP, sport, dport, nil, true)
+}
+
+func buildFrameWith(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, sport, dport uint16, payload []byte, ack bool) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: []byte{2, 0, 0, 0, 0, 1}, DstMAC: []byte{2, 0, 0, 0, 0, 2}}
 	var ip gopacket.NetworkLayer
@@ -25,7 +37,7 @@ func buildFrame(t testing.TB, src, dst netip.Addr, proto layers.IPProtocol, spor
 	}
 	switch proto {
 	case layers.IPProtocolTCP:
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Seq: 1, Window: 1000}
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: !ack, ACK: ack, Seq: 1, Window: 1000}
 		tcp.SetNetworkLayerForChecksum(ip)
 		ls = append(ls, tcp)
 	case layers.IPProtocolUDP:

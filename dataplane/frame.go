@@ -47,6 +47,9 @@ type Packet struct {
 	// SrcPort and DstPort are valid when HasPorts is true.
 	SrcPort, DstPort uint16
 	HasPorts         bool
+	// TCPFlags is the flags byte of a TCP header (FIN 0x01, SYN 0x02, RST
+	// 0x04, PSH 0x08, ACK 0x10, ...); valid when Proto is TCP and HasPorts.
+	TCPFlags uint8
 	// Fragment is true for any IP fragment (first or later); Ports are only
 	// present in the first.
 	Fragment bool
@@ -214,6 +217,7 @@ func parseL4(b []byte, p *Packet) Reason {
 		if len(b) < 20 {
 			return DropBadL4Header
 		}
+		p.TCPFlags = b[13]
 	case protoUDP:
 		if len(b) < 8 {
 			return DropBadL4Header
@@ -234,6 +238,19 @@ func parseL4(b []byte, p *Packet) Reason {
 	p.DstPort = binary.BigEndian.Uint16(b[2:])
 	p.HasPorts = true
 	return Forwarded
+}
+
+// tcpSYN and tcpACK are TCP header flags.
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
+
+// Opens reports whether the packet opens a TCP connection: SYN without ACK.
+// Only such a packet can be known to start a flow; anything else may belong
+// to one that began before the balancer saw it.
+func (p *Packet) Opens() bool {
+	return p.Proto == protoTCP && p.HasPorts && p.TCPFlags&(tcpSYN|tcpACK) == tcpSYN
 }
 
 // isICMPError reports whether an ICMP or ICMPv6 type is an error that quotes

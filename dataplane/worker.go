@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/dsrlb/dsrlb/balancer"
@@ -12,11 +13,14 @@ type Stats struct {
 	Received       uint64
 	Reasons        [numReasons]uint64
 	ForwardedBytes uint64
-	FlowsNew       uint64 // flows inserted into a flow table
-	FlowEvictions  uint64 // live flows pushed out by newer ones
-	FlowsLive      uint64 // occupied flow-table entries
-	FlowCapacity   uint64 // flow-table entries, all workers
-	RingDrops      uint64 // frames the kernel dropped because a ring was full
+	// FlowsNew counts new flows: flows inserted into a flow table while
+	// tracking, TCP connections opened (SYN) while not.
+	FlowsNew      uint64
+	FlowTracking  uint64 // workers tracking flows in their flow table
+	FlowEvictions uint64 // live flows pushed out by newer ones
+	FlowsLive     uint64 // occupied flow-table entries
+	FlowCapacity  uint64 // flow-table entries, all workers
+	RingDrops     uint64 // frames the kernel dropped because a ring was full
 	// RingWait counts the frames taken from the receive ring by how long
 	// they waited there (buckets bounded by RingWaitBounds, the last one
 	// beyond them); RingWaitNs is the sum of those waits.
@@ -71,6 +75,7 @@ type published struct {
 	flowsNew  atomic.Uint64
 	evictions atomic.Uint64
 	live      atomic.Uint64
+	tracking  atomic.Bool
 	ringDrops atomic.Uint64
 	ringWait  [NumRingWaitBuckets]atomic.Uint64
 	// ringWaitNs sums the waits counted in ringWait.
@@ -88,19 +93,127 @@ type BackendCounters struct {
 // counters and shares nothing with other workers; it is not safe for
 // concurrent use. The packet path (Handle) never allocates, locks or logs.
 type Worker struct {
-	mac   [6]byte // the balancer interface's MAC: the rewritten source
-	flows *FlowTable
-	pkt   Packet
-	c     counts
-	pub   published
+	mac    [6]byte // the balancer interface's MAC: the rewritten source
+	flows  *FlowTable
+	idleNs int64 // the flow table's idle timeout
+	pkt    Packet
+	c      counts
+	pub    published
+	track  tracking
 }
+
+// tracking is the worker's flow-tracking state (see doc.go, "Flow state").
+// While a worker is not tracking, every flow is where Maglev puts it in cur
+// and the flow table is neither read nor written.
+type tracking struct {
+	cur *balancer.Table // the table of the last frame handled
+	on  bool
+	// base is the table in force when tracking began (valid while on): a
+	// flow that the flow table does not hold, and that may be older than
+	// the change, is given the backend base chose for it.
+	base *balancer.Table
+	// graceEnd is the end of the flow table's idle timeout after the last
+	// table change: until then an untracked flow may be one that began
+	// before the change (monotonic ns, valid while on).
+	graceEnd int64
+	// After graceEnd, a sweep of the flow table looks for a live flow held
+	// on a backend other than the one cur's Maglev gives it. A pass that
+	// finds none ends tracking; one that finds one stops there, and the next
+	// starts at sweepAt.
+	sweepSet int
+	sweepAt  int64
+}
+
+// sweepSets is how many flow-table sets (8 entries each) the sweep looks at
+// per batch, and sweepPause how long it waits after a pass that found a flow
+// still held off its Maglev backend.
+const (
+	sweepSets  = 8
+	sweepPause = int64(1e9)
+)
 
 // NewWorker returns a worker that rewrites the source MAC to mac and keeps a
 // flow table of flowTableSize entries that expire after idleNs nanoseconds.
 func NewWorker(mac [6]byte, flowTableSize int, idleNs int64) *Worker {
-	w := &Worker{mac: mac, flows: NewFlowTable(flowTableSize, idleNs)}
+	w := &Worker{mac: mac, flows: NewFlowTable(flowTableSize, idleNs), idleNs: max(idleNs, 1)}
 	w.c.dirtySlots = make([]uint16, 0, MaxBackendSlots)
 	return w
+}
+
+// Tracking reports whether the worker is tracking flows in its flow table:
+// from the first table change it sees until the flows it holds all follow the
+// current table.
+func (w *Worker) Tracking() bool { return w.track.on }
+
+// observe notes the table a frame is handled with. A change of table starts
+// (or prolongs) tracking: flows that were under way keep their backends.
+func (w *Worker) observe(t *balancer.Table, now int64) {
+	tr := &w.track
+	if t == tr.cur {
+		return
+	}
+	if tr.cur != nil && t != nil {
+		if !tr.on {
+			tr.on, tr.base = true, tr.cur
+		}
+		tr.graceEnd = now + w.idleNs
+		tr.sweepSet, tr.sweepAt = 0, 0
+	}
+	tr.cur = t
+}
+
+// maintain does the worker's per-batch housekeeping at time now: while
+// tracking, after the grace period, a step of the sweep that ends it.
+func (w *Worker) maintain(now int64) {
+	tr := &w.track
+	if !tr.on || now < tr.graceEnd || now < tr.sweepAt {
+		return
+	}
+	ft := w.flows
+	at := uint32(now >> ft.shift)
+	end := min(tr.sweepSet+sweepSets, len(ft.sets))
+	for si := tr.sweepSet; si < end; si++ {
+		s := &ft.sets[si]
+		for i := range flowWays {
+			if s.tags[i] == 0 {
+				continue
+			}
+			if at-s.seen[i] > ft.idle {
+				s.tags[i] = 0
+				ft.Live--
+				ft.Expired++
+				continue
+			}
+			if w.heldOff(&ft.entries[si*flowWays+i]) {
+				tr.sweepSet, tr.sweepAt = 0, now+sweepPause
+				return
+			}
+		}
+	}
+	tr.sweepSet = end
+	if end == len(ft.sets) {
+		// Every live flow goes where the table would send it anyway.
+		tr.on, tr.base, tr.sweepSet = false, nil, 0
+	}
+}
+
+// heldOff reports whether flow-table entry e keeps its flow on a backend of
+// the current table other than the one Maglev would pick for it.
+func (w *Worker) heldOff(e *flowEntry) bool {
+	t, k := w.track.cur, &e.key
+	dst := netip.AddrFrom16(k.dst).Unmap()
+	proto := balancer.Protocol(k.proto)
+	svc := t.Lookup(dst, proto, k.dstPort)
+	if svc == nil {
+		return false // dropped either way
+	}
+	i, ok := svc.Index(e.Backend())
+	if !ok {
+		return false // its next packet is re-picked either way
+	}
+	flow := balancer.Flow{Src: netip.AddrFrom16(k.src).Unmap(), Dst: dst, SrcPort: k.srcPort, DstPort: k.dstPort, Proto: proto}
+	j, ok := svc.Pick(flow.Hash(t.Seed()))
+	return !ok || j != i
 }
 
 // Handle decides what to do with one frame using table t at time now
@@ -123,6 +236,7 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 	if r := Parse(frame, p); r != Forwarded {
 		return r
 	}
+	w.observe(t, now)
 	var b *balancer.Backend
 	switch p.Proto {
 	case protoTCP, protoUDP:
@@ -146,7 +260,7 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 		if svc == nil {
 			return w.noService(t, p)
 		}
-		if b = w.flowBackend(svc, &flow, t, now, true); b == nil {
+		if b = w.flowBackend(svc, &flow, t, now, true, p.Opens()); b == nil {
 			return DropNoBackend
 		}
 	case protoICMP, protoICMPv6:
@@ -170,11 +284,26 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
 	return Forwarded
 }
 
-// flowBackend returns the backend of flow: the one the flow table remembers
-// if it is still in svc, else Maglev's choice (remembered when insert is
-// set). nil when svc has no backend for new flows.
-func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, t *balancer.Table, now int64, insert bool) *balancer.Backend {
+// flowBackend returns the backend of flow, nil when svc has no backend for
+// it. Not tracking, that is Maglev's choice. Tracking, it is the backend the
+// flow table remembers if it is still in svc; else, for a flow that may have
+// begun before the table changed (within the grace period, anything but a
+// packet that opens a connection), the backend the table in force before the
+// change chose, if still in svc; else Maglev's choice. The choice is
+// remembered when insert is set.
+func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, t *balancer.Table, now int64, insert, opens bool) *balancer.Backend {
 	hash := flow.Hash(t.Seed())
+	if !w.track.on {
+		i, ok := svc.Pick(hash)
+		if !ok {
+			return nil
+		}
+		b := svc.Backend(i)
+		if insert && opens {
+			w.countNewFlow(b)
+		}
+		return b
+	}
 	gen := uint32(t.Gen())
 	key := flowKey{src: flow.Src.As16(), dst: flow.Dst.As16(), srcPort: flow.SrcPort, dstPort: flow.DstPort, proto: uint8(flow.Proto)}
 	if e := w.flows.Lookup(hash, &key, now); e != nil {
@@ -187,18 +316,47 @@ func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, t *bala
 			return svc.Backend(i)
 		}
 	}
-	// New flow, or its backend left the table: pick by Maglev.
-	i, ok := svc.Pick(hash)
+	i, ok := -1, false
+	if !opens && now < w.track.graceEnd {
+		i, ok = w.basePick(svc, flow, t, hash)
+	}
 	if !ok {
-		return nil
+		// New flow, or its backend left the table: pick by Maglev.
+		if i, ok = svc.Pick(hash); !ok {
+			return nil
+		}
 	}
 	b := svc.Backend(i)
 	if insert {
 		w.flows.Insert(hash, &key, b.Addr, gen, uint16(i), now)
-		w.c.flowsNew++
-		w.c.backendFlows[b.Slot]++
+		w.countNewFlow(b)
 	}
 	return b
+}
+
+// basePick returns the index in svc of the backend that the table in force
+// when tracking began chose for flow (hash is its hash under t's seed), if
+// that backend is still in svc.
+func (w *Worker) basePick(svc *balancer.Service, flow *balancer.Flow, t *balancer.Table, hash uint64) (int, bool) {
+	base := w.track.base
+	old := base.Lookup(flow.Dst, flow.Proto, flow.DstPort)
+	if old == nil {
+		return 0, false
+	}
+	if base.Seed() != t.Seed() {
+		hash = flow.Hash(base.Seed())
+	}
+	j, ok := old.Pick(hash)
+	if !ok {
+		return 0, false
+	}
+	return svc.Index(old.Backend(j).Addr)
+}
+
+// countNewFlow counts a new flow for backend b.
+func (w *Worker) countNewFlow(b *balancer.Backend) {
+	w.c.flowsNew++
+	w.c.backendFlows[b.Slot]++
 }
 
 // icmpBackend decides where an ICMP message for a VIP goes, or nil to drop
@@ -221,7 +379,7 @@ func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.
 			return nil
 		}
 		flow := balancer.Flow{Src: in.Dst, Dst: in.Src, SrcPort: in.DstPort, DstPort: in.SrcPort, Proto: proto}
-		return w.flowBackend(svc, &flow, t, now, false)
+		return w.flowBackend(svc, &flow, t, now, false, false)
 	}
 	if (p.Proto == protoICMP && p.ICMPType == 8) || (p.Proto == protoICMPv6 && p.ICMPType == 128) {
 		svc := t.EchoService(p.Dst)
@@ -264,6 +422,7 @@ func (w *Worker) publish() {
 	p.flowsNew.Store(w.c.flowsNew)
 	p.evictions.Store(w.flows.Evictions)
 	p.live.Store(w.flows.Live)
+	p.tracking.Store(w.track.on)
 	p.ringDrops.Store(w.c.ringDrops)
 	for i := range w.c.ringWait {
 		p.ringWait[i].Store(w.c.ringWait[i])
@@ -291,6 +450,9 @@ func (w *Worker) addTo(s *Stats) {
 	s.FlowEvictions += p.evictions.Load()
 	s.FlowsLive += p.live.Load()
 	s.FlowCapacity += uint64(w.flows.Cap())
+	if p.tracking.Load() {
+		s.FlowTracking++
+	}
 	s.RingDrops += p.ringDrops.Load()
 	for i := range s.RingWait {
 		s.RingWait[i] += p.ringWait[i].Load()

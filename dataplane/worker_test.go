@@ -128,24 +128,10 @@ func TestHandleDropReasons(t *testing.T) {
 	}
 }
 
-// A flow keeps its backend when the table changes under it, and moves when
-// its backend leaves.
-func TestFlowTableKeepsFlows(t *testing.T) {
-	tab := testTable(t)
-	w := NewWorker(lbMAC, 1<<16, 1e12)
-	type flow struct {
-		sport uint16
-		mac   [6]byte
-	}
-	var flows []flow
-	for sport := uint16(1000); sport < 1300; sport++ {
-		f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, sport, 80, nil)
-		if w.Handle(f, tab, 1) != Forwarded {
-			t.Fatal("not forwarded")
-		}
-		flows = append(flows, flow{sport, [6]byte(f[0:6])})
-	}
-	// New table: backend 3 gone, backend 4 added.
+// changedTable is tab with backend 3 of every service gone and a backend 4
+// added: Maglev moves some flows of backends 1 and 2 to backend 4.
+func changedTable(t testing.TB, tab *balancer.Table) *balancer.Table {
+	t.Helper()
 	var specs []balancer.ServiceSpec
 	for _, s := range tab.Services() {
 		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key()}
@@ -156,50 +142,80 @@ func TestFlowTableKeepsFlows(t *testing.T) {
 		}
 		a := spec.Backends[0].Addr.As16()
 		a[15] = 99
-		spec.Backends = append(spec.Backends, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(4), Weight: 1})
+		spec.Backends = append(spec.Backends, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(4), Weight: 1, Slot: 4})
 		specs = append(specs, spec)
 	}
-	tab2, err := balancer.NewTable(7, specs)
+	tab2, err := balancer.NewTable(tab.Seed(), specs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, moved := 0, 0
-	for _, f := range flows {
-		fr := buildFrame(t, client4, vip4, layers.IPProtocolTCP, f.sport, 80, nil)
-		if w.Handle(fr, tab2, 2) != Forwarded {
+	return tab2
+}
+
+// A connection keeps its backend when the table changes under it, although
+// the worker held no state for it before the change, and moves when its
+// backend leaves.
+func TestFlowTableKeepsFlows(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<16, 1e12)
+	type flow struct {
+		sport uint16
+		mac   [6]byte
+	}
+	var flows []flow
+	for sport := uint16(1000); sport < 1300; sport++ {
+		f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, sport, 80, nil) // SYN
+		if w.Handle(f, tab, 1) != Forwarded {
 			t.Fatal("not forwarded")
 		}
-		got := [6]byte(fr[0:6])
-		switch {
-		case f.mac == backendMAC(3):
-			if got == backendMAC(3) {
-				t.Fatalf("flow %d still sent to the removed backend", f.sport)
+		flows = append(flows, flow{sport, [6]byte(f[0:6])})
+	}
+	if w.Tracking() || w.flows.Live != 0 {
+		t.Fatalf("tracking %v with %d flow-table entries before any table change", w.Tracking(), w.flows.Live)
+	}
+	tab2 := changedTable(t, tab)
+	kept, moved := 0, 0
+	for round := range 2 { // the second round finds the flows in the flow table
+		for _, f := range flows {
+			fr := buildAck(t, client4, vip4, f.sport, 80)
+			if w.Handle(fr, tab2, int64(2+round)) != Forwarded {
+				t.Fatal("not forwarded")
 			}
-			moved++
-		case got != f.mac:
-			t.Fatalf("flow %d moved from %x to %x although its backend stayed", f.sport, f.mac, got)
-		default:
-			kept++
+			got := [6]byte(fr[0:6])
+			switch {
+			case f.mac == backendMAC(3):
+				if got == backendMAC(3) {
+					t.Fatalf("flow %d still sent to the removed backend", f.sport)
+				}
+				moved++
+			case got != f.mac:
+				t.Fatalf("round %d: flow %d moved from %x to %x although its backend stayed", round, f.sport, f.mac, got)
+			default:
+				kept++
+			}
 		}
 	}
 	if kept == 0 || moved == 0 {
 		t.Fatalf("kept %d moved %d: the test did not exercise both cases", kept, moved)
 	}
-	// Without the flow table the same change would have moved some of the
-	// kept flows to the new backend: prove the table did the work.
+	if !w.Tracking() || w.flows.Live != uint64(len(flows)) {
+		t.Fatalf("after the change: tracking %v, %d entries, want true and %d", w.Tracking(), w.flows.Live, len(flows))
+	}
+	// Without the grace rule the same change would have moved some of the
+	// kept flows to the new backend: prove it did the work.
 	fresh := NewWorker(lbMAC, 1<<16, 1e12)
 	wouldMove := 0
 	for _, f := range flows {
-		fr := buildFrame(t, client4, vip4, layers.IPProtocolTCP, f.sport, 80, nil)
+		fr := buildAck(t, client4, vip4, f.sport, 80)
 		fresh.Handle(fr, tab2, 2)
 		if f.mac != backendMAC(3) && [6]byte(fr[0:6]) != f.mac {
 			wouldMove++
 		}
 	}
 	if wouldMove == 0 {
-		t.Fatal("Maglev moved no surviving flow to the new backend; the flow-table check proves nothing")
+		t.Fatal("Maglev moved no surviving flow to the new backend; the check proves nothing")
 	}
-	t.Logf("%d flows kept their backend, %d moved off the removed one; %d would have moved without the flow table", kept, moved, wouldMove)
+	t.Logf("%d flows kept their backend, %d moved off the removed one; %d would have moved by Maglev alone", kept/2, moved/2, wouldMove)
 }
 
 func TestFlowTableBounded(t *testing.T) {
@@ -231,39 +247,67 @@ func TestFlowTableBounded(t *testing.T) {
 }
 
 // The packet path allocates nothing: parse, service lookup, Maglev pick,
-// flow table, rewrite.
+// rewrite, and while tracking the flow table, the old table's choice and the
+// sweep.
 func TestHandleAllocs(t *testing.T) {
 	tab := testTable(t)
-	w := NewWorker(lbMAC, 1<<12, 1e12)
+	tab2 := changedTable(t, tab)
+	w := NewWorker(lbMAC, 1<<12, 1e6)
 	frames := [][]byte{
 		buildFrame(t, client4, vip4, layers.IPProtocolTCP, 40000, 80, make([]byte, 100)),
+		buildAck(t, client4, vip4, 40000, 80),
 		buildFrame(t, client6, vip6, layers.IPProtocolTCP, 40000, 80, nil),
 		buildFrame(t, client4, vip4, layers.IPProtocolUDP, 40000, 53, nil),
 		buildFrame(t, client4, client4, layers.IPProtocolUDP, 40000, 53, nil),
 	}
-	sport := uint16(0)
-	allocs := testing.AllocsPerRun(1000, func() {
-		sport++
-		for _, f := range frames {
-			binary.BigEndian.PutUint16(f[34:], sport) // IPv4 source port (in the v6 frame a source-address byte): new flows too
-			w.Handle(f, tab, 1)
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("%v allocations per batch of %d frames, want 0", allocs, len(frames))
+	sport, now := uint16(0), int64(1)
+	run := func(tab *balancer.Table) float64 {
+		return testing.AllocsPerRun(1000, func() {
+			sport++
+			now += 1000 // through the grace period (1 ms) and into the sweep
+			for _, f := range frames {
+				binary.BigEndian.PutUint16(f[34:], sport) // IPv4 source port (in the v6 frame a source-address byte): new flows too
+				w.Handle(f, tab, now)
+			}
+			w.maintain(now)
+		})
+	}
+	if allocs := run(tab); allocs != 0 || w.Tracking() {
+		t.Fatalf("not tracking: %v allocations per batch of %d frames, want 0 (tracking %v)", allocs, len(frames), w.Tracking())
+	}
+	w.Handle(frames[0], tab2, now)
+	if !w.Tracking() {
+		t.Fatal("no tracking after a table change")
+	}
+	if allocs := run(tab2); allocs != 0 {
+		t.Fatalf("tracking: %v allocations per batch of %d frames, want 0", allocs, len(frames))
 	}
 }
 
 func BenchmarkHandle(b *testing.B) {
 	tab := testTable(b)
-	w := NewWorker(lbMAC, 1<<16, 1e12)
 	frame := buildFrame(b, client4, vip4, layers.IPProtocolTCP, 40000, 80, make([]byte, 10))
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		binary.BigEndian.PutUint16(frame[34:], uint16(i&1023)) // 1024 flows: flow-table hits
-		if w.Handle(frame, tab, 1) != Forwarded {
-			b.Fatal("dropped")
+	for _, tracking := range []bool{false, true} {
+		name, t := "stateless", tab
+		w := NewWorker(lbMAC, 1<<16, 1e12)
+		if tracking {
+			// A table change: the worker tracks flows from then on.
+			name, t = "tracking", changedTable(b, tab)
+			w.Handle(frame, tab, 1)
+			w.Handle(frame, t, 1)
 		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				binary.BigEndian.PutUint16(frame[34:], uint16(i&1023)) // 1024 flows: flow-table hits when tracking
+				if w.Handle(frame, t, 1) != Forwarded {
+					b.Fatal("dropped")
+				}
+			}
+			if w.Tracking() != tracking {
+				b.Fatalf("tracking %v, want %v", w.Tracking(), tracking)
+			}
+		})
 	}
 }
 

@@ -44,7 +44,10 @@ func (fakeCounters) WorkerStats() []dataplane.Stats {
 	s.Received, s.Reasons[0], s.Reasons[5] = 12, 10, 2
 	s.RingWait[0], s.RingWait[3], s.RingWait[dataplane.NumRingWaitBuckets-1] = 9, 2, 1 // ≤10µs, ≤100µs, beyond 100ms
 	s.RingWaitNs = uint64(500 * time.Millisecond)
-	return []dataplane.Stats{s, s}
+	s.FlowsLive = 7
+	tracking := s
+	tracking.FlowTracking = 1
+	return []dataplane.Stats{s, tracking}
 }
 
 func (fakeCounters) BackendStats(slot uint16) (uint64, uint64, uint64) {
@@ -68,7 +71,8 @@ func TestEndpoints(t *testing.T) {
 	Format(&b, st)
 	for _, want := range []string{"on eth0", "198.18.0.12  down ", "tcp connect: refused", "not_vip  4",
 		// two workers' 9 ≤10µs, 2 ≤100µs, 1 beyond 100ms, 500ms in all
-		"ring wait (kernel's slot stamp → worker): mean 41.6667ms, p99 beyond 100ms, 8.33% over 100µs"} {
+		"ring wait (kernel's slot stamp → worker): mean 41.6667ms, p99 beyond 100ms, 8.33% over 100µs",
+		"flow tables: 1 of 2 workers tracking flows (since a table change), 14 entries"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("formatted status lacks %q:\n%s", want, b.String())
 		}
@@ -96,6 +100,9 @@ func TestEndpoints(t *testing.T) {
 		if h.GetSampleCount() != 12 || h.GetSampleSum() != 0.5 || cum[10e-6] != 9 || cum[50e-6] != 9 || cum[100e-6] != 11 || cum[0.1] != 11 {
 			t.Errorf("worker_ring_wait_seconds: count %d sum %v buckets %v", h.GetSampleCount(), h.GetSampleSum(), cum)
 		}
+	}
+	if got := fams["dsrlb_worker_flow_tracking"].GetMetric(); len(got) != 2 || got[0].GetGauge().GetValue()+got[1].GetGauge().GetValue() != 1 {
+		t.Errorf("worker_flow_tracking: %v, want one worker of two tracking", got)
 	}
 	if got := len(fams["dsrlb_worker_ring_wait_seconds"].GetMetric()); got != 2 {
 		t.Errorf("worker_ring_wait_seconds: %d series, want one per worker (2)", got)

@@ -17,7 +17,7 @@ var (
 	descBuild         = desc("build_info", "Always 1; the version is a label.", "version")
 	descBackendPkts   = desc("backend_packets_total", "Frames forwarded to the backend.", "service", "backend")
 	descBackendBytes  = desc("backend_bytes_total", "Bytes forwarded to the backend (Ethernet frames, GSO super-frames whole).", "service", "backend")
-	descBackendFlows  = desc("backend_new_flows_total", "Flows newly assigned to the backend.", "service", "backend")
+	descBackendFlows  = desc("backend_new_flows_total", "New flows assigned to the backend (see dsrlb_worker_new_flows_total for what counts as new).", "service", "backend")
 	descBackendUp     = desc("backend_up", "1 if the backend's health check passes (or it has none), else 0.", "service", "backend")
 	descBackendState  = desc("backend_state", "1 for the backend's current state.", "service", "backend", "state")
 	descBackendChange = desc("backend_last_change_timestamp_seconds", "When the backend's health state last changed.", "service", "backend")
@@ -32,7 +32,8 @@ var (
 	descFlowEntries   = desc("worker_flow_table_entries", "Occupied entries of the worker's flow table.", "worker")
 	descFlowCapacity  = desc("worker_flow_table_capacity", "Entries of the worker's flow table.", "worker")
 	descFlowEvictions = desc("worker_flow_table_evictions_total", "Live flows pushed out of the worker's flow table by newer ones.", "worker")
-	descWorkerFlows   = desc("worker_new_flows_total", "Flows the worker inserted into its flow table.", "worker")
+	descWorkerFlows   = desc("worker_new_flows_total", "New flows: flows the worker inserted into its flow table while tracking, TCP connections opened (SYN) while not.", "worker")
+	descFlowTracking  = desc("worker_flow_tracking", "1 while the worker tracks flows in its flow table (from a table change until every flow it holds follows the current table), else 0.", "worker")
 	descBuilds        = desc("table_builds_total", "Tables built and published since start.")
 	descBuildSeconds  = desc("table_build_seconds", "Duration of the last table build and publication.")
 	descStart         = desc("start_time_seconds", "When the balancer started.")
@@ -44,7 +45,7 @@ type collector struct{ s *Server }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descBackendPkts, descBackendBytes, descBackendFlows, descBackendUp, descBackendState,
 		descBackendChange, descBackendWeight, descBackendShare, descCheckLatency, descWorkerRecv, descWorkerFwd, descWorkerDrops,
-		descRingDrops, descRingWait, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descBuilds, descBuildSeconds, descStart} {
+		descRingDrops, descRingWait, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descFlowTracking, descBuilds, descBuildSeconds, descStart} {
 		ch <- d
 	}
 }
@@ -98,6 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descFlowCapacity, float64(w.FlowCapacity), id)
 		counter(descFlowEvictions, w.FlowEvictions, id)
 		counter(descWorkerFlows, w.FlowsNew, id)
+		gauge(descFlowTracking, float64(w.FlowTracking), id)
 	}
 }
 
