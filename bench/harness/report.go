@@ -120,6 +120,10 @@ type Measurement struct {
 	// RingWait is dsrlb's own count of how long frames waited in its
 	// receive rings during the window (from its admin endpoint).
 	RingWait *RingWait `json:"ring_wait,omitempty"`
+	// FlowTracking is how many of dsrlb's workers tracked flows at the
+	// window's end: 0 in the steady state; more means a table changed and
+	// the window measured the tracking path.
+	FlowTracking int `json:"flow_tracking,omitempty"`
 
 	Gen      gen.Result `json:"gen"`
 	ModeNote string     `json:"mode_note,omitempty"`
@@ -528,6 +532,18 @@ func (r *Report) summarizeLatency() {
 	}
 }
 
+// trackingWindows counts the windows at whose end a dsrlb worker tracked
+// flows.
+func (r *Report) trackingWindows() int {
+	n := 0
+	for _, m := range r.Measurements {
+		if m.FlowTracking > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // Print writes the report as tables.
 func (r *Report) Print(w io.Writer) {
 	c := r.Config
@@ -546,6 +562,9 @@ func (r *Report) Print(w io.Writer) {
 		frame, testbed.VIP, VIPPort, r.Generator, c.GenThreads, rateText(c.Rate), c.Sinks)
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	if n := r.trackingWindows(); n > 0 {
+		fmt.Fprintf(w, "  - WARNING: in %d dsrlb window(s) a worker tracked flows (its table had changed): those measured the tracking path, not the steady state\n", n)
 	}
 	if len(r.Throughput) > 0 {
 		fmt.Fprintf(w, "\nThroughput: %d reps alternating (%s), %s warm-up, %s windows; medians (min..max)\n",

@@ -17,22 +17,23 @@ type RingWait = dataplane.RingWaits
 
 // ringWaiter is a mode that reports its ring waits (dsrlb).
 type ringWaiter interface {
-	RingWait(ctx context.Context, b *testbed.Bed) (RingWait, error)
+	RingWait(ctx context.Context, b *testbed.Bed) (RingWait, int, error)
 }
 
 // RingWait reads dsrlb's ring-wait counts from its admin endpoint (the
-// default address, in the balancer's namespace).
-func (d *Dsrlb) RingWait(ctx context.Context, b *testbed.Bed) (RingWait, error) {
+// default address, in the balancer's namespace), and how many of its workers
+// track flows (after a table change: a slower path than the steady state's).
+func (d *Dsrlb) RingWait(ctx context.Context, b *testbed.Bed) (w RingWait, tracking int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c := admin.Client{Addr: config.DefaultAdmin, HTTP: b.LB.HTTPClient(false)}
 	st, err := c.Status(ctx)
 	if err != nil {
-		return RingWait{}, err
+		return RingWait{}, 0, err
 	}
-	var w RingWait
 	for _, s := range st.Workers {
 		w.Add(s.RingWaits())
+		tracking += int(s.FlowTracking)
 	}
-	return w, nil
+	return w, tracking, nil
 }

@@ -29,3 +29,20 @@ func TestRingWait(t *testing.T) {
 		t.Errorf("ring wait table has a row for nft:\n%s", out.String())
 	}
 }
+
+// A window measured while dsrlb tracked flows is flagged: it is not the
+// steady state the throughput figures describe.
+func TestTrackingFlagged(t *testing.T) {
+	r := &Report{Measurements: []Measurement{{Mode: "dsrlb-w1"}, {Mode: "dsrlb-w1", FlowTracking: 1}, {Mode: "nft"}}}
+	var out bytes.Buffer
+	r.Print(&out)
+	if !strings.Contains(out.String(), "WARNING: in 1 dsrlb window(s) a worker tracked flows") {
+		t.Errorf("report does not flag the tracking window:\n%s", out.String())
+	}
+	r.Measurements[1].FlowTracking = 0
+	out.Reset()
+	r.Print(&out)
+	if strings.Contains(out.String(), "tracked flows") {
+		t.Errorf("report flags tracking with none:\n%s", out.String())
+	}
+}

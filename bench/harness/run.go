@@ -517,7 +517,7 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 			probes.reset()
 		}
 		if rw != nil {
-			waitA, waitErr = rw.RingWait(ctx, h.bed)
+			waitA, _, waitErr = rw.RingWait(ctx, h.bed)
 		}
 		ok = err == nil && sleepCtx(ctx, h.cfg.Window)
 	}
@@ -528,9 +528,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	if ok && rw != nil && waitErr == nil {
 		// Read after the port counters: the frames the window counted have
 		// left the ring by now (a few more, taken meanwhile, count too).
-		if waitZ, err := rw.RingWait(ctx, h.bed); err == nil {
+		if waitZ, tracking, err := rw.RingWait(ctx, h.bed); err == nil {
 			d := waitZ.Sub(waitA)
-			m.RingWait = &d
+			m.RingWait, m.FlowTracking = &d, tracking
 		} else {
 			waitErr = err
 		}
@@ -581,6 +581,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	}
 	if m.RingWait != nil {
 		line += fmt.Sprintf(", ring wait p99 %s", waitBound(m.RingWait.Quantile(0.99)))
+	}
+	if m.FlowTracking > 0 {
+		line += fmt.Sprintf(", %d worker(s) TRACKING flows (a table changed)", m.FlowTracking)
 	}
 	h.progress("%s", line)
 	// Let queues drain and sockets close before the next mode.
