@@ -215,6 +215,6 @@ func (s *Server) handleBackend(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	default:
-		fmt.Fprintf(w, "backend %s of service %s: %sd\n", addr, service, map[string]string{"drain": "drain", "enable": "enable"}[action])
+		fmt.Fprintf(w, "backend %s of service %s: %s\n", addr, service, map[string]string{"drain": "drained", "enable": "enabled"}[action])
 	}
 }

@@ -117,7 +117,7 @@ func TestEndpoints(t *testing.T) {
 		}
 	}
 
-	if msg, err := c.Backend(context.Background(), "drain", "web", "198.18.0.12"); err != nil || !src.drained["198.18.0.12"] {
+	if msg, err := c.Backend(context.Background(), "drain", "web", "198.18.0.12"); err != nil || !src.drained["198.18.0.12"] || !strings.Contains(msg, "198.18.0.12 of service web: drained") {
 		t.Errorf("drain: %q %v", msg, err)
 	}
 	if _, err := c.Backend(context.Background(), "drain", "nope", "198.18.0.12"); err == nil || !strings.Contains(err.Error(), "not found") {
