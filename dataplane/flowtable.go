@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"unsafe"
+
+	"github.com/dsrlb/dsrlb/balancer"
 )
 
 // flowKey is a packet's 5-tuple in a fixed, pointer-free form.
@@ -13,8 +15,14 @@ type flowKey struct {
 	proto            uint8
 }
 
-func makeFlowKey(p *Packet) flowKey {
-	return flowKey{src: p.Src.As16(), dst: p.Dst.As16(), srcPort: p.SrcPort, dstPort: p.DstPort, proto: p.Proto}
+func keyOf(f *balancer.Flow) flowKey {
+	return flowKey{src: f.Src.As16(), dst: f.Dst.As16(), srcPort: f.SrcPort, dstPort: f.DstPort, proto: uint8(f.Proto)}
+}
+
+// flow is the inverse of keyOf.
+func (k *flowKey) flow() balancer.Flow {
+	return balancer.Flow{Src: netip.AddrFrom16(k.src).Unmap(), Dst: netip.AddrFrom16(k.dst).Unmap(),
+		SrcPort: k.srcPort, DstPort: k.dstPort, Proto: balancer.Protocol(k.proto)}
 }
 
 // flowEntry remembers which backend a flow went to. It is one cache line.

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"net/netip"
 	"sync/atomic"
 
 	"github.com/dsrlb/dsrlb/balancer"
@@ -200,10 +199,8 @@ func (w *Worker) maintain(now int64) {
 // heldOff reports whether flow-table entry e keeps its flow on a backend of
 // the current table other than the one Maglev would pick for it.
 func (w *Worker) heldOff(e *flowEntry) bool {
-	t, k := w.track.cur, &e.key
-	dst := netip.AddrFrom16(k.dst).Unmap()
-	proto := balancer.Protocol(k.proto)
-	svc := t.Lookup(dst, proto, k.dstPort)
+	t, flow := w.track.cur, e.key.flow()
+	svc := t.Lookup(flow.Dst, flow.Proto, flow.DstPort)
 	if svc == nil {
 		return false // dropped either way
 	}
@@ -211,7 +208,6 @@ func (w *Worker) heldOff(e *flowEntry) bool {
 	if !ok {
 		return false // its next packet is re-picked either way
 	}
-	flow := balancer.Flow{Src: netip.AddrFrom16(k.src).Unmap(), Dst: dst, SrcPort: k.srcPort, DstPort: k.dstPort, Proto: proto}
 	j, ok := svc.Pick(flow.Hash(t.Seed()))
 	return !ok || j != i
 }
@@ -305,7 +301,7 @@ func (w *Worker) flowBackend(svc *balancer.Service, flow *balancer.Flow, t *bala
 		return b
 	}
 	gen := uint32(t.Gen())
-	key := flowKey{src: flow.Src.As16(), dst: flow.Dst.As16(), srcPort: flow.SrcPort, dstPort: flow.DstPort, proto: uint8(flow.Proto)}
+	key := keyOf(flow)
 	if e := w.flows.Lookup(hash, &key, now); e != nil {
 		if e.gen == gen {
 			return svc.Backend(int(e.idx))

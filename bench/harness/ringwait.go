@@ -15,15 +15,15 @@ import (
 // the kernel's slot timestamp to the worker taking the frame.
 type RingWait = dataplane.RingWaits
 
-// ringWaiter is a mode that reports its ring waits (dsrlb).
-type ringWaiter interface {
-	RingWait(ctx context.Context, b *testbed.Bed) (RingWait, int, error)
+// statusReader is a mode that reports its own counters (dsrlb).
+type statusReader interface {
+	ReadStatus(ctx context.Context, b *testbed.Bed) (RingWait, int, error)
 }
 
-// RingWait reads dsrlb's ring-wait counts from its admin endpoint (the
+// ReadStatus reads dsrlb's ring-wait counts from its admin endpoint (the
 // default address, in the balancer's namespace), and how many of its workers
 // track flows (after a table change: a slower path than the steady state's).
-func (d *Dsrlb) RingWait(ctx context.Context, b *testbed.Bed) (w RingWait, tracking int, err error) {
+func (d *Dsrlb) ReadStatus(ctx context.Context, b *testbed.Bed) (w RingWait, tracking int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c := admin.Client{Addr: config.DefaultAdmin, HTTP: b.LB.HTTPClient(false)}

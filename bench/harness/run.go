@@ -507,7 +507,7 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		}
 	}
 	var a, z testbed.Snapshot
-	rw, _ := mode.(ringWaiter)
+	rw, _ := mode.(statusReader)
 	var waitA RingWait
 	var waitErr error
 	ok := sleepCtx(ctx, h.cfg.Warmup)
@@ -517,7 +517,7 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 			probes.reset()
 		}
 		if rw != nil {
-			waitA, _, waitErr = rw.RingWait(ctx, h.bed)
+			waitA, _, waitErr = rw.ReadStatus(ctx, h.bed)
 		}
 		ok = err == nil && sleepCtx(ctx, h.cfg.Window)
 	}
@@ -528,7 +528,7 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	if ok && rw != nil && waitErr == nil {
 		// Read after the port counters: the frames the window counted have
 		// left the ring by now (a few more, taken meanwhile, count too).
-		if waitZ, tracking, err := rw.RingWait(ctx, h.bed); err == nil {
+		if waitZ, tracking, err := rw.ReadStatus(ctx, h.bed); err == nil {
 			d := waitZ.Sub(waitA)
 			m.RingWait, m.FlowTracking = &d, tracking
 		} else {
