@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
+	"golang.org/x/net/bpf"
 )
 
 // Config says how to run the dataplane.
@@ -24,6 +25,10 @@ type Config struct {
 	// CPUs, if set, pins worker i's thread to CPUs[i % len(CPUs)]. Workers
 	// pinned to a CPU together do not busy-poll (see RingConfig.BusyPoll).
 	CPUs []int
+	// Fanout is how the kernel spreads received frames over the workers'
+	// sockets when there is more than one: FanoutHash (the default) or
+	// FanoutCPU.
+	Fanout Fanout
 	// FlowTableSize is the number of flow entries per worker (default 65536).
 	FlowTableSize int
 	// FlowIdleTimeout is how long a flow is remembered after its last packet
@@ -61,6 +66,86 @@ func (c Config) withDefaults() Config {
 	}
 	c.Ring = c.Ring.withDefaults()
 	return c
+}
+
+// Fanout is how frames are spread over several workers.
+type Fanout int
+
+const (
+	// FanoutHash gives each worker the flows whose hash falls to it
+	// (PACKET_FANOUT_HASH): every frame of a flow goes to one worker,
+	// wherever it was received.
+	FanoutHash Fanout = iota
+	// FanoutCPU gives each worker the frames received on the CPU it is
+	// pinned to (a classic BPF fanout program maps CPUs to workers; frames
+	// received on a CPU without a worker go to worker cpu % workers). The
+	// frame then stays in that CPU's cache from receive to transmit. It
+	// needs every worker pinned to a CPU of its own (CPUs), and the NIC (by
+	// RSS, or RPS) to spread the flows over those CPUs: a flow received on
+	// one CPU always reaches the same worker, and a single receive queue
+	// without RPS would give every frame to one worker. On a veth, frames
+	// are received on their sender's CPU.
+	FanoutCPU
+)
+
+// ParseFanout parses "hash" or "cpu".
+func ParseFanout(s string) (Fanout, error) {
+	switch s {
+	case "hash":
+		return FanoutHash, nil
+	case "cpu":
+		return FanoutCPU, nil
+	}
+	return 0, fmt.Errorf("fanout %q: want hash or cpu", s)
+}
+
+func (f Fanout) String() string {
+	switch f {
+	case FanoutHash:
+		return "hash"
+	case FanoutCPU:
+		return "cpu"
+	}
+	return fmt.Sprintf("Fanout(%d)", int(f))
+}
+
+// checkFanout returns an error if f cannot spread n workers pinned to cpus
+// (as Config.CPUs).
+func checkFanout(f Fanout, n int, cpus []int) error {
+	switch f {
+	case FanoutHash:
+		return nil
+	case FanoutCPU:
+		if n <= 1 {
+			return nil
+		}
+		if len(cpus) != n {
+			return fmt.Errorf("fanout cpu: each of the %d workers needs a CPU of its own (CPUs lists %d)", n, len(cpus))
+		}
+		seen := make(map[int]bool, n)
+		for _, c := range cpus {
+			if seen[c] {
+				return fmt.Errorf("fanout cpu: CPU %d is listed twice; each worker needs a CPU of its own", c)
+			}
+			seen[c] = true
+		}
+		return nil
+	}
+	return fmt.Errorf("fanout %d: unknown", int(f))
+}
+
+// cpuFanoutProgram is the classic BPF fanout program for FanoutCPU: it
+// returns the index of the worker pinned to the CPU that received the
+// frame (worker i runs on cpus[i], and joined the group i-th), or that
+// CPU's number modulo the number of workers.
+func cpuFanoutProgram(cpus []int) []bpf.Instruction {
+	prog := []bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtCPUID}}
+	for i, c := range cpus {
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(c), SkipFalse: 1},
+			bpf.RetConstant{Val: uint32(i)})
+	}
+	return append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(max(len(cpus), 1))}, bpf.RetA{})
 }
 
 // Dataplane forwards VIP traffic arriving on one interface to the backends

@@ -54,6 +54,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	if err := checkCPUs(cfg.CPUs); err != nil {
 		return nil, err
 	}
+	if err := checkFanout(cfg.Fanout, cfg.Workers, cfg.CPUs); err != nil {
+		return nil, err
+	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
 	virtual := false
 	if cfg.VIPMAC != nil {
@@ -84,13 +87,16 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	}
 	d.table.Store(t)
 	d.sys.stop = make(chan struct{})
-	fanoutID := -1
+	group := fanoutGroup{id: -1}
 	if cfg.Workers > 1 {
-		fanoutID = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
+		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
+		if cfg.Fanout == FanoutCPU {
+			group.prog = cpuFanoutProgram(workerCPUs(cfg.Workers, cfg.CPUs))
+		}
 	}
 	filter := vipFilter(vips)
 	for i := 0; i < cfg.Workers; i++ {
-		r, err := openRing(ifi.Index, cfg.Ring, fanoutID, filter)
+		r, err := openRing(ifi.Index, cfg.Ring, group, filter)
 		if err == nil && virtual {
 			err = r.acceptMAC(ifi.Index, d.mac)
 		}

@@ -8,7 +8,11 @@
 // (memory-mapped slots, 8192 × 2 KiB by default). With more than one worker
 // the sockets are joined by PACKET_FANOUT in hash mode, so the kernel sends
 // every packet of a flow to the same worker; the workers share nothing but
-// the read-only table. A classic BPF socket filter lets only IPv4/IPv6 frames
+// the read-only table. With FanoutCPU the group runs a classic BPF fanout
+// program instead, which gives each worker the frames received on the CPU
+// it is pinned to: a frame is then received, decided and sent on one CPU,
+// without its slot's cache lines crossing to another, provided the NIC's
+// RSS (or RPS) spreads the flows over the workers' CPUs. A classic BPF socket filter lets only IPv4/IPv6 frames
 // addressed to a VIP reach the rings, and PACKET_IGNORE_OUTGOING keeps the
 // balancer from seeing its own frames.
 //

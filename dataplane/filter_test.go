@@ -113,3 +113,55 @@ func manyVIPs(keep ...netip.Addr) []netip.Addr {
 	}
 	return out
 }
+
+// The FanoutCPU program maps each listed CPU to its worker's index and any
+// other CPU to cpu % workers. The bpf package's VM has no CPU-number
+// extension, so the program runs with its first instruction (A = the CPU)
+// replaced by a constant load of each CPU in turn.
+func TestCPUFanoutProgram(t *testing.T) {
+	cpus := []int{5, 2, 7}
+	prog := cpuFanoutProgram(cpus)
+	if ext, ok := prog[0].(bpf.LoadExtension); !ok || ext.Num != bpf.ExtCPUID {
+		t.Fatalf("first instruction %v, want a load of the CPU number", prog[0])
+	}
+	for cpu, want := range map[int]int{5: 0, 2: 1, 7: 2, 0: 0, 1: 1, 4: 1, 9: 0} {
+		p := append([]bpf.Instruction{bpf.LoadConstant{Dst: bpf.RegA, Val: uint32(cpu)}}, prog[1:]...)
+		vm, err := bpf.NewVM(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := vm.Run(make([]byte, 60))
+		if err != nil || got != want {
+			t.Errorf("frame received on CPU %d: worker %d (%v), want %d", cpu, got, err, want)
+		}
+	}
+}
+
+func TestCheckFanout(t *testing.T) {
+	for _, c := range []struct {
+		f    Fanout
+		n    int
+		cpus []int
+		ok   bool
+	}{
+		{FanoutHash, 4, nil, true},
+		{FanoutCPU, 1, nil, true},
+		{FanoutCPU, 2, []int{3, 1}, true},
+		{FanoutCPU, 2, nil, false},
+		{FanoutCPU, 3, []int{0, 1}, false},
+		{FanoutCPU, 2, []int{1, 1}, false},
+		{Fanout(7), 2, nil, false},
+	} {
+		if err := checkFanout(c.f, c.n, c.cpus); (err == nil) != c.ok {
+			t.Errorf("checkFanout(%v, %d workers, CPUs %v) = %v, want ok %v", c.f, c.n, c.cpus, err, c.ok)
+		}
+	}
+	for _, s := range []string{"hash", "cpu"} {
+		if f, err := ParseFanout(s); err != nil || f.String() != s {
+			t.Errorf("ParseFanout(%q) = %v, %v", s, f, err)
+		}
+	}
+	if _, err := ParseFanout("lb"); err == nil {
+		t.Error(`ParseFanout("lb") succeeded`)
+	}
+}

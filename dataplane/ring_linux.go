@@ -37,10 +37,16 @@ type ring struct {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// fanoutGroup is the PACKET_FANOUT group the workers' sockets join, in
+// worker order: the kernel numbers the members as they join.
+type fanoutGroup struct {
+	id   int               // negative: none (a single worker, which spares the kernel a flow hash per frame)
+	prog []bpf.Instruction // nil: PACKET_FANOUT_HASH; else PACKET_FANOUT_CBPF running prog
+}
+
 // openRing opens a socket bound to ifindex, receiving through the VIP filter
-// into a TPACKET_V2 ring, joined to fanout group fanoutID (negative: none,
-// for a single worker, which then spares the kernel a flow hash per frame).
-func openRing(ifindex int, cfg RingConfig, fanoutID int, filter []bpf.Instruction) (*ring, error) {
+// into a TPACKET_V2 ring, joined to the fanout group.
+func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instruction) (*ring, error) {
 	if cfg.FrameSize < 2048 || cfg.FrameSize > ringBlockSize || cfg.FrameSize&(cfg.FrameSize-1) != 0 {
 		return nil, fmt.Errorf("ring frame size %d: want a power of two from 2048 to %d", cfg.FrameSize, ringBlockSize)
 	}
@@ -53,7 +59,7 @@ func openRing(ifindex int, cfg RingConfig, fanoutID int, filter []bpf.Instructio
 		return nil, os.NewSyscallError("socket(AF_PACKET)", err)
 	}
 	r := &ring{fd: fd, frameSize: cfg.FrameSize, frames: blocks * perBlock}
-	if err := r.setup(ifindex, blocks, fanoutID, filter); err != nil {
+	if err := r.setup(ifindex, blocks, group, filter); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -70,7 +76,7 @@ func openRing(ifindex int, cfg RingConfig, fanoutID int, filter []bpf.Instructio
 // slot until the worker reads them: room for a few dozen GSO super-frames.
 const rcvBuf = 8 << 20
 
-func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) error {
+func (r *ring) setup(ifindex, blocks int, group fanoutGroup, filter []bpf.Instruction) error {
 	fd := r.fd
 	if err := setFilter(fd, filter); err != nil {
 		return err
@@ -97,12 +103,23 @@ func (r *ring) setup(ifindex, blocks, fanoutID int, filter []bpf.Instruction) er
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("bind to ifindex %d: %w", ifindex, os.NewSyscallError("bind", err))
 	}
-	if fanoutID >= 0 {
+	if group.id >= 0 {
+		mode, name := unix.PACKET_FANOUT_HASH, "PACKET_FANOUT_HASH"
+		if group.prog != nil {
+			mode, name = unix.PACKET_FANOUT_CBPF, "PACKET_FANOUT_CBPF"
+		}
 		// The group's own flag keeps our transmitted frames out of it: the
 		// socket's PACKET_IGNORE_OUTGOING does not apply to a group.
-		fanout := fanoutID&0xffff | (unix.PACKET_FANOUT_HASH|unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING)<<16
+		fanout := group.id&0xffff | (mode|unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING)<<16
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanout); err != nil {
-			return fmt.Errorf("join PACKET_FANOUT group %d: %w", fanoutID, os.NewSyscallError("setsockopt", err))
+			return fmt.Errorf("join %s group %d: %w", name, group.id, os.NewSyscallError("setsockopt", err))
+		}
+		// Every member sets the group's program; until the first does, the
+		// kernel gives every frame to the first member.
+		if group.prog != nil {
+			if err := attachBPF(fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, group.prog); err != nil {
+				return fmt.Errorf("set the fanout program: %w", err)
+			}
 		}
 	}
 	return nil
@@ -169,19 +186,25 @@ func mapRing(fd, which, blocks, frameSize, frames int) ([]byte, error) {
 
 // setFilter attaches (or atomically replaces) the socket's classic BPF filter.
 func setFilter(fd int, filter []bpf.Instruction) error {
-	raw, err := bpf.Assemble(filter)
+	if err := attachBPF(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, filter); err != nil {
+		return fmt.Errorf("attach socket filter: %w", err)
+	}
+	return nil
+}
+
+// attachBPF assembles a classic BPF program and hands it to the socket
+// option level/opt, which takes a struct sock_fprog.
+func attachBPF(fd, level, opt int, program []bpf.Instruction) error {
+	raw, err := bpf.Assemble(program)
 	if err != nil {
-		return fmt.Errorf("assemble socket filter: %w", err)
+		return fmt.Errorf("assemble: %w", err)
 	}
 	prog := make([]unix.SockFilter, len(raw))
 	for i, ins := range raw {
 		prog[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
-		return fmt.Errorf("attach socket filter: %w", os.NewSyscallError("setsockopt", err))
-	}
-	return nil
+	return os.NewSyscallError("setsockopt", unix.SetsockoptSockFprog(fd, level, opt, &fprog))
 }
 
 // slot returns ring slot i, which is valid while the worker holds it.

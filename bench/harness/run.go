@@ -349,10 +349,16 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 		for _, m := range h.modes {
 			if d, ok := m.(*Dsrlb); ok {
 				d.PhaseFlags = []string{"--cpus", cpus}
+				// All on the CPUs the generator leaves them, a fanout
+				// by receiving CPU would give every frame to one worker:
+				// a mode run with --fanout cpu spreads by hash here.
+				if slices.ContainsFunc(d.Flags, func(f string) bool { return strings.HasPrefix(f, "--fanout") }) {
+					d.PhaseFlags = append(d.PhaseFlags, "--fanout", "hash")
+				}
 				defer func() { d.PhaseFlags = nil }()
 			}
 		}
-		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+"; --latency-pin=false to leave them to the scheduler)")
+		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+", and --fanout hash for a mode run with --fanout; --latency-pin=false to leave them to the scheduler)")
 	}
 
 	var probes latencyProbes

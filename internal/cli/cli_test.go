@@ -69,6 +69,10 @@ func TestRunRejectsBadInput(t *testing.T) {
 			"dsrlb: run: --busy-poll: must be between 0s and 10ms, got 1s\n"},
 		{"bad cpu list", []string{"run", "--cpus", "3-1", "--interface", "eth0", "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
 			"dsrlb: run: --cpus: CPU list \"3-1\": \"3-1\" is not a CPU range (low-high)\n"},
+		{"fanout cpu unpinned", []string{"run", "--fanout", "cpu", "--workers", "2", "--interface", "eth0", "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
+			"dsrlb: run: fanout: cpu needs every worker pinned to a CPU of its own: 2 workers, 0 CPUs in cpus (--fanout, --cpus, --workers)\n"},
+		{"bad fanout", []string{"run", "--fanout", "rr", "--interface", "eth0", "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
+			"dsrlb: run: --fanout: \"rr\": want \"hash\" or \"cpu\"\n"},
 		{"unknown command", []string{"frobnicate"}, ""},
 	}
 	for _, c := range cases {

@@ -64,6 +64,10 @@ type Config struct {
 	// BusyPoll is how long a worker whose ring ran empty keeps watching it
 	// before it sleeps; 0 means it sleeps at once.
 	BusyPoll time.Duration
+	// Fanout is how received frames are spread over several workers:
+	// FanoutHash (by flow) or FanoutCPU (by the CPU that received them;
+	// every worker then needs a CPU of its own in CPUs).
+	Fanout string
 	// VIPMAC is the MAC address the VIPs answer on: VIPMACInterface (the
 	// interface's own), VIPMACAuto (a virtual MAC derived from it) or a
 	// unicast MAC in canonical form.
@@ -241,6 +245,25 @@ func (c *Config) SetVIPMAC(v string) error {
 	return nil
 }
 
+// The values of fanout.
+const (
+	FanoutHash = "hash"
+	FanoutCPU  = "cpu"
+)
+
+// SetFanout sets Fanout, as the fanout key would: "hash" (or "") or "cpu".
+func (c *Config) SetFanout(v string) error {
+	switch v = strings.TrimSpace(v); v {
+	case "", FanoutHash:
+		c.Fanout = FanoutHash
+		return nil
+	case FanoutCPU:
+		c.Fanout = FanoutCPU
+		return nil
+	}
+	return fmt.Errorf("%q: want %q or %q", v, FanoutHash, FanoutCPU)
+}
+
 // SetBusyPoll sets BusyPoll, as the busy_poll key would.
 func (c *Config) SetBusyPoll(d time.Duration) error {
 	if d < 0 || d > maxBusyPoll {
@@ -259,6 +282,7 @@ func defaultConfig() *Config {
 		NeighborRefresh: defaultNeighborRefresh,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		Fanout:          FanoutHash,
 		VIPMAC:          VIPMACInterface,
 	}
 }
@@ -376,7 +400,7 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "vip_mac", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "fanout", "vip_mac", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
 	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
 	backendKeys   = []string{"address", "mac", "weight", "health"}
@@ -449,6 +473,11 @@ func (d *decoder) decode(data []byte) *Config {
 	if v, ok := d.str(topField("cpus"), top["cpus"]); ok {
 		if err := c.SetCPUs(v); err != nil {
 			d.fail(topField("cpus"), top["cpus"], err.Error())
+		}
+	}
+	if v, ok := d.str(topField("fanout"), top["fanout"]); ok {
+		if err := c.SetFanout(v); err != nil {
+			d.fail(topField("fanout"), top["fanout"], err.Error())
 		}
 	}
 	if v, ok := d.str(topField("vip_mac"), top["vip_mac"]); ok {
@@ -779,6 +808,37 @@ func lineAt(data []byte, off int) int {
 	return 1 + bytes.Count(data[:off], []byte{'\n'})
 }
 
+// CheckFanout returns an error if Fanout does not fit Workers and CPUs, as
+// validation would report it: for a caller that changed them after Load.
+func (c *Config) CheckFanout() error {
+	if msg := c.checkFanout(); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// checkFanout returns what is wrong with Fanout given Workers and CPUs, or "".
+func (c *Config) checkFanout() string {
+	switch c.Fanout {
+	case FanoutHash:
+		return ""
+	case FanoutCPU:
+	default:
+		return fmt.Sprintf("%q: want %q or %q", c.Fanout, FanoutHash, FanoutCPU)
+	}
+	n := c.Workers
+	if n == 0 {
+		if len(c.CPUs) == 0 {
+			return "cpu needs every worker pinned to a CPU of its own: set cpus (with workers 0, one worker per listed CPU)"
+		}
+		n = len(c.CPUs)
+	}
+	if n > 1 && n != len(c.CPUs) {
+		return fmt.Sprintf("cpu needs every worker pinned to a CPU of its own: %d workers, %d CPUs in cpus", n, len(c.CPUs))
+	}
+	return ""
+}
+
 // validate checks every invariant listed in doc.go and reports each broken
 // one through r. It is shared by Parse, FromFlags and the fuzz test.
 func (c *Config) validate(r *report) {
@@ -812,6 +872,9 @@ func (c *Config) validate(r *report) {
 	}
 	if c.BusyPoll < 0 || c.BusyPoll > maxBusyPoll {
 		r.add(topField("busy_poll"), fmt.Sprintf("must be between 0s and %s, got %s", maxBusyPoll, c.BusyPoll))
+	}
+	if msg := c.checkFanout(); msg != "" {
+		r.add(topField("fanout"), msg)
 	}
 
 	type key struct {

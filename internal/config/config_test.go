@@ -37,6 +37,7 @@ func TestLoadExample(t *testing.T) {
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		Fanout:          FanoutHash,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "web",
@@ -77,6 +78,7 @@ services:
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		Fanout:          FanoutHash,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "dns",
@@ -309,6 +311,21 @@ var parseErrorCases = []struct {
 		name: "bad cpu list",
 		in:   "cpus: 1-a\n" + validYAML,
 		want: []string{`cpus: CPU list "1-a": "1-a" is not a CPU range (low-high) (line 1)`},
+	},
+	{
+		name: "fanout unknown",
+		in:   "fanout: round-robin\n" + validYAML,
+		want: []string{`fanout: "round-robin": want "hash" or "cpu" (line 1)`},
+	},
+	{
+		name: "fanout cpu without cpus",
+		in:   "fanout: cpu\n" + validYAML,
+		want: []string{`fanout: cpu needs every worker pinned to a CPU of its own: set cpus (with workers 0, one worker per listed CPU) (line 1)`},
+	},
+	{
+		name: "fanout cpu with fewer cpus than workers",
+		in:   "workers: 3\ncpus: \"0,1\"\nfanout: cpu\n" + validYAML,
+		want: []string{`fanout: cpu needs every worker pinned to a CPU of its own: 3 workers, 2 CPUs in cpus (line 3)`},
 	},
 	{
 		name: "vip_mac multicast",
@@ -738,6 +755,7 @@ func TestFromFlags(t *testing.T) {
 		NeighborRefresh: 10 * time.Second,
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
+		Fanout:          FanoutHash,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{
 			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537,
@@ -819,6 +837,34 @@ func TestFromFlags(t *testing.T) {
 				t.Errorf("errors\n got %q\nwant %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestFanout(t *testing.T) {
+	for _, in := range []string{"fanout: cpu\ncpus: 2-3\n", "fanout: cpu\nworkers: 2\ncpus: \"3,1\"\n", "fanout: cpu\nworkers: 1\n", "fanout: hash\nworkers: 4\ncpus: \"1\"\n"} {
+		c, err := Parse([]byte(in + validYAML))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if err := c.CheckFanout(); err != nil {
+			t.Errorf("%q: CheckFanout after Parse: %v", in, err)
+		}
+	}
+	// What a command line does after Load: override, then check again.
+	c, err := Parse([]byte("fanout: cpu\ncpus: 2-3\n" + validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Workers = 4
+	if err := c.CheckFanout(); err == nil {
+		t.Error("CheckFanout took 4 workers on 2 CPUs")
+	}
+	if err := c.SetFanout("hash"); err != nil || c.CheckFanout() != nil || c.Fanout != FanoutHash {
+		t.Errorf("SetFanout(hash): %v, %v, %q", err, c.CheckFanout(), c.Fanout)
+	}
+	if err := c.SetFanout("CPU"); err == nil {
+		t.Errorf("SetFanout(CPU) took it as %q", c.Fanout)
 	}
 }
 

@@ -42,6 +42,9 @@
 //
 //   - Workers is in 0..256 (0: one per CPU).
 //
+//   - Fanout is "hash" or "cpu"; with "cpu" and more than one worker,
+//     CPUs lists exactly one CPU per worker.
+//
 //   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
 //     NeighborRefresh >= 1s.
 //

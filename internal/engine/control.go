@@ -34,9 +34,9 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 		return "", fmt.Errorf("interface change (%s → %s) needs a restart: reload refused, the running configuration stays", old.Interface, cfg.Interface)
 	}
 	var notes []string
-	if cfg.Workers != old.Workers || cfg.FlowTable != old.FlowTable || cfg.BusyPoll != old.BusyPoll || !slices.Equal(cfg.CPUs, old.CPUs) || cfg.VIPMAC != old.VIPMAC {
-		notes = append(notes, "workers, cpus, flow_table, busy_poll and vip_mac changes take effect at the next restart")
-		cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.VIPMAC = old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.VIPMAC
+	if cfg.Workers != old.Workers || cfg.FlowTable != old.FlowTable || cfg.BusyPoll != old.BusyPoll || !slices.Equal(cfg.CPUs, old.CPUs) || cfg.Fanout != old.Fanout || cfg.VIPMAC != old.VIPMAC {
+		notes = append(notes, "workers, cpus, fanout, flow_table, busy_poll and vip_mac changes take effect at the next restart")
+		cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.Fanout, cfg.VIPMAC = old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.Fanout, old.VIPMAC
 	}
 	diff := diffConfigs(old, cfg)
 	e.cfg = cfg

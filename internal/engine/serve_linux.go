@@ -60,10 +60,15 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	if err != nil {
 		return dataplane.Stats{}, err
 	}
+	fanout, err := dataplane.ParseFanout(cfg.Fanout)
+	if err != nil {
+		return dataplane.Stats{}, err
+	}
 	dp, err := dataplane.Open(dataplane.Config{
 		Interface:       cfg.Interface,
 		Workers:         cfg.Workers,
 		CPUs:            cfg.CPUs,
+		Fanout:          fanout,
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
 		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll)},
@@ -77,7 +82,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	for _, s := range t.Services() {
 		backends += len(s.Backends())
 	}
-	log.Info("dsrlb running", "interface", cfg.Interface, "vip_mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs),
+	log.Info("dsrlb running", "interface", cfg.Interface, "vip_mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs), "fanout", cfg.Fanout,
 		"services", len(t.Services()), "backends", backends,
 		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes, "admin", cfg.Admin)
 	for _, s := range t.Services() {
