@@ -263,3 +263,48 @@ func (s *Service) Index(addr netip.Addr) (int, bool) {
 
 // Maglev returns the service's Maglev table.
 func (s *Service) Maglev() *Maglev { return s.maglev }
+
+// SameFlows reports whether t sends every packet that prev sends to a
+// backend to a backend of the same address, so that a dataplane going from
+// prev to t need not remember where flows under way went: the same seed,
+// every service of prev still there with the same Maglev slots owned by the
+// same backend addresses, and no new service taking packets an old one
+// served (an exact port under a VIP's all-ports service). A changed MAC, a
+// backend added at weight 0, a renamed service or one for packets nobody
+// served keep the flows; a removed service does not count as keeping them,
+// so that SameFlows holds from the first to the last of a run of tables in
+// which it holds from each to the next. Either table may be nil (no flows).
+func (t *Table) SameFlows(prev *Table) bool {
+	if t == prev || prev == nil {
+		return true
+	}
+	if t == nil || t.seed != prev.seed {
+		return false
+	}
+	for _, p := range prev.byName {
+		if s := t.services[p.key]; s == nil || !sameSlots(p, s) {
+			return false
+		}
+	}
+	for _, s := range t.byName {
+		if prev.services[s.key] == nil && s.key.Port != 0 && prev.services[ServiceKey{s.key.VIP, s.key.Proto, 0}] != nil {
+			return false // takes packets the VIP's all-ports service served
+		}
+	}
+	return true
+}
+
+// sameSlots reports whether every Maglev slot of a and b is owned by a
+// backend of the same address (or by none in both).
+func sameSlots(a, b *Service) bool {
+	if a.maglev.Size() != b.maglev.Size() {
+		return false
+	}
+	for h := range uint64(a.maglev.Size()) {
+		i, j := a.maglev.Lookup(h), b.maglev.Lookup(h)
+		if (i < 0) != (j < 0) || i >= 0 && a.backends[i].Addr != b.backends[j].Addr {
+			return false
+		}
+	}
+	return true
+}

@@ -360,3 +360,60 @@ func TestLookupFragment(t *testing.T) {
 		t.Errorf("unknown VIP: got %s", s.Name())
 	}
 }
+
+// SameFlows holds for changes that move no packet and fails for each kind
+// of change that moves some.
+func TestSameFlows(t *testing.T) {
+	base := mustTable(t, 1, testSpecs())
+	edit := func(f func(specs []ServiceSpec) []ServiceSpec) *Table {
+		return mustTable(t, 1, f(testSpecs()))
+	}
+	same := map[string]*Table{
+		"rebuilt": edit(func(s []ServiceSpec) []ServiceSpec { return s }),
+		"MAC changed": edit(func(s []ServiceSpec) []ServiceSpec {
+			s[0].Backends[1].MAC = [6]byte{2, 9, 9, 9, 9, 9}
+			return s
+		}),
+		"renamed": edit(func(s []ServiceSpec) []ServiceSpec { s[2].Name = "dns2"; return s }),
+		"service for a new VIP": edit(func(s []ServiceSpec) []ServiceSpec {
+			return append(s, ServiceSpec{Name: "new", Key: ServiceKey{netip.MustParseAddr("10.0.0.102"), UDP, 0}, Backends: backends(1)})
+		}),
+	}
+	for name, tab := range same {
+		if !tab.SameFlows(base) {
+			t.Errorf("%s: SameFlows = false, want true", name)
+		}
+	}
+	moved := map[string]*Table{
+		"other seed": mustTable(t, 2, testSpecs()),
+		"backend removed": edit(func(s []ServiceSpec) []ServiceSpec {
+			s[0].Backends = s[0].Backends[:2]
+			return s
+		}),
+		"backend added": edit(func(s []ServiceSpec) []ServiceSpec {
+			s[0].Backends = append(s[0].Backends, Backend{Addr: netip.MustParseAddr("10.0.1.99"), Weight: 1})
+			return s
+		}),
+		"weight changed": edit(func(s []ServiceSpec) []ServiceSpec { s[1].Backends[0].Weight = 3; return s }),
+		"drained":        edit(func(s []ServiceSpec) []ServiceSpec { s[0].Backends[2].Weight = 0; return s }),
+		"address changed": edit(func(s []ServiceSpec) []ServiceSpec {
+			s[0].Backends[0].Addr = netip.MustParseAddr("10.0.1.98")
+			return s
+		}),
+		"table size changed": edit(func(s []ServiceSpec) []ServiceSpec { s[1].TableSize = 257; return s }),
+		"exact port under an all-ports service": edit(func(s []ServiceSpec) []ServiceSpec {
+			return append(s, ServiceSpec{Name: "ssh", Key: ServiceKey{vip4, TCP, 22}, Backends: backends(1)})
+		}),
+		"exact port removed, the all-ports service takes it": edit(func(s []ServiceSpec) []ServiceSpec { return slices.Delete(s, 0, 1) }),
+		"service removed": edit(func(s []ServiceSpec) []ServiceSpec { return slices.Delete(s, 2, 3) }),
+	}
+	for name, tab := range moved {
+		if tab.SameFlows(base) {
+			t.Errorf("%s: SameFlows = true, want false", name)
+		}
+	}
+	var none *Table
+	if !base.SameFlows(nil) || none.SameFlows(base) || !none.SameFlows(nil) {
+		t.Error("SameFlows with nil tables")
+	}
+}

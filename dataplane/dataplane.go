@@ -155,7 +155,7 @@ type Dataplane struct {
 	cfg     Config
 	ifi     *net.Interface
 	mac     [6]byte
-	table   atomic.Pointer[balancer.Table]
+	table   atomic.Pointer[tableRef]
 	workers []*Worker
 	start   time.Time
 	sys     sysDataplane // OS-specific sockets and rings
@@ -226,7 +226,34 @@ func (d *Dataplane) Interface() *net.Interface { return d.ifi }
 func (d *Dataplane) Workers() int { return len(d.workers) }
 
 // Table returns the table the workers currently use.
-func (d *Dataplane) Table() *balancer.Table { return d.table.Load() }
+func (d *Dataplane) Table() *balancer.Table {
+	if p := d.table.Load(); p != nil {
+		return p.t
+	}
+	return nil
+}
+
+// tableRef is the table the workers use, and the name of its flows.
+type tableRef struct {
+	t *balancer.Table
+	// flows names the run of published tables, one after another, that
+	// send every flow to the same backend (balancer.Table.SameFlows): it
+	// is the Gen of the first. A worker tracks flows across a change of
+	// flows, not across a new table with the same flows (a changed MAC, a
+	// new VIP), so those cost it no flow state.
+	flows uint64
+}
+
+// publish makes t the workers' table (they pick it up at their next
+// batch). It runs on the control path: comparing t with the table in force
+// reads every Maglev slot of both.
+func (d *Dataplane) publish(t *balancer.Table) {
+	p := &tableRef{t: t, flows: t.Gen()}
+	if old := d.table.Load(); old != nil && t.SameFlows(old.t) {
+		p.flows = old.flows
+	}
+	d.table.Store(p)
+}
 
 // Stats sums the workers' counters. A worker publishes its counters after
 // every batch and whenever its ring runs empty, so they lag by at most a

@@ -85,7 +85,7 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	default:
 		cfg.Log.Info("nft not found: relying on IP forwarding being off for the kernel to ignore VIP traffic")
 	}
-	d.table.Store(t)
+	d.publish(t)
 	d.sys.stop = make(chan struct{})
 	group := fanoutGroup{id: -1}
 	if cfg.Workers > 1 {
@@ -202,7 +202,7 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 				return err
 			}
 		}
-		d.table.Store(t)
+		d.publish(t)
 		for _, r := range d.sys.rings {
 			if err := setFilter(r.fd, filter); err != nil {
 				return err
@@ -212,7 +212,7 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 		d.sys.responder.setVIPs(vips)
 		return nil
 	}
-	d.table.Store(t)
+	d.publish(t)
 	return nil
 }
 
@@ -316,7 +316,8 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 // processBatch handles the ready slots, at most one transmit batch of them,
 // and gives them back to the kernel. It never allocates.
 func (d *Dataplane) processBatch(w *Worker, r *ring) {
-	t := d.table.Load()
+	p := d.table.Load()
+	t := p.t
 	// The kernel stamps each slot with the wall clock when it writes it, or
 	// when the frame reached the interface if the system takes receive
 	// timestamps: the ring wait ends here, for the whole batch.
@@ -335,13 +336,13 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 			// Too large for a slot: the whole frame waits on the socket.
 			// Send what is queued first, so frames keep their order.
 			r.flush()
-			if !d.forwardBig(w, r, h, status, t, now) {
+			if !d.forwardBig(w, r, h, status, p, now) {
 				refused++
 			}
 		case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minFrameOff || snap < int(h.Len):
 			w.c.received++
 			w.c.reasons[DropTruncated]++
-		case w.Handle(s[mac:mac+snap], t, now) == Forwarded:
+		case w.handle(s[mac:mac+snap], t, p.flows, now) == Forwarded:
 			start := mac - sizeofVnetHdr
 			if status&unix.TP_STATUS_VLAN_VALID != 0 {
 				start = insertVLANTag(s, mac, vlanTPID(h, status), h.Vlan_tci)
@@ -361,7 +362,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 // forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket,
 // decides it and sends it at once. It returns false only if the frame was
 // forwarded but the kernel refused to send it.
-func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, t *balancer.Table, now int64) bool {
+func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, p *tableRef, now int64) bool {
 	const off = vlanTagLen // room to put a VLAN tag back
 	n := r.recvBig(off)
 	if n < sizeofVnetHdr+1 {
@@ -370,7 +371,7 @@ func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status u
 		return true
 	}
 	mac := off + sizeofVnetHdr
-	if w.Handle(r.big[mac:off+n], t, now) != Forwarded {
+	if w.handle(r.big[mac:off+n], p.t, p.flows, now) != Forwarded {
 		return true
 	}
 	start := off

@@ -61,8 +61,11 @@
 // same 5-tuple always hashes to the same backend, and a worker keeps no state
 // per flow (its flow table is not touched, so a flood of new flows costs it
 // nothing). State is needed only when a table change moves flows that are
-// under way, so a worker keeps it only then. From the first table change it
-// sees, the worker tracks flows in its flow table (5-tuple → backend,
+// under way, so a worker keeps it only then. A new table that sends every
+// flow where the one before did (balancer.Table.SameFlows: a changed MAC, a
+// new VIP, a renamed service) is no such change: SetTable gives it the same
+// name of flows, and the workers keep forwarding without state. From the
+// first table change that may move flows it sees, the worker tracks flows in its flow table (5-tuple → backend,
 // set-associative, bounded, least recently seen evicted first):
 //
 //   - a flow the table remembers stays on its backend while that backend is

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/dsrlb/dsrlb/balancer"
@@ -272,5 +273,84 @@ func TestHeldOff(t *testing.T) {
 		if got := w.heldOff(c.e); got != c.want {
 			t.Errorf("%s: heldOff %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// macChangedTable is tab with backend 1's MAC changed in every service: a
+// new table that sends every flow where tab does.
+func macChangedTable(t testing.TB, tab *balancer.Table) *balancer.Table {
+	t.Helper()
+	var specs []balancer.ServiceSpec
+	for _, s := range tab.Services() {
+		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key(), Backends: slices.Clone(s.Backends())}
+		for i := range spec.Backends {
+			if spec.Backends[i].MAC == backendMAC(1) {
+				spec.Backends[i].MAC = [6]byte{2, 0, 0, 0, 9, 1}
+			}
+		}
+		specs = append(specs, spec)
+	}
+	tab2, err := balancer.NewTable(tab.Seed(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tab2
+}
+
+// The dataplane names a published table's flows: a new table that sends
+// every flow alike keeps the name, one that moves flows gets its own.
+func TestPublishNamesFlows(t *testing.T) {
+	var d Dataplane
+	tab := testTable(t)
+	d.publish(tab)
+	first := d.table.Load().flows
+	if first != tab.Gen() {
+		t.Fatalf("first table's flows %d, want its Gen %d", first, tab.Gen())
+	}
+	mac := macChangedTable(t, tab)
+	d.publish(mac)
+	if got := d.table.Load(); got.t != mac || got.flows != first {
+		t.Fatalf("after a MAC change: table %p flows %d, want %p and %d", got.t, got.flows, mac, first)
+	}
+	moved := changedTable(t, mac)
+	d.publish(moved)
+	if got := d.table.Load().flows; got != moved.Gen() {
+		t.Fatalf("after a backend change: flows %d, want %d", got, moved.Gen())
+	}
+	if d.Table() != moved {
+		t.Fatal("Table() is not the table last published")
+	}
+}
+
+// A new table with the same flows is no change to a worker: it keeps no
+// flow state, and every frame goes where Maglev (and the new MACs) say.
+// A table with other flows starts tracking.
+func TestSameFlowsKeepStateless(t *testing.T) {
+	tab := testTable(t)
+	mac := macChangedTable(t, tab)
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	send := func(tb *balancer.Table, flows uint64, sport uint16, now int64) [6]byte {
+		t.Helper()
+		f := buildAck(t, client4, vip4, sport, 80)
+		if r := w.handle(f, tb, flows, now); r != Forwarded {
+			t.Fatalf("port %d: %v", sport, r)
+		}
+		return [6]byte(f[0:6])
+	}
+	for sport := uint16(1000); sport < 1100; sport++ {
+		send(tab, tab.Gen(), sport, 1)
+	}
+	for sport := uint16(1000); sport < 1100; sport++ {
+		if got, want := send(mac, tab.Gen(), sport, 2), maglevMAC(t, mac, balancer.TCP, sport, 80); got != want {
+			t.Fatalf("port %d after the MAC change: to %x, want %x", sport, got, want)
+		}
+	}
+	if w.Tracking() || w.flows.Live != 0 {
+		t.Fatalf("after a table with the same flows: tracking %v, %d entries; want none", w.Tracking(), w.flows.Live)
+	}
+	moved := changedTable(t, mac)
+	send(moved, moved.Gen(), 1000, 3)
+	if !w.Tracking() {
+		t.Fatal("a table with other flows did not start tracking")
 	}
 }

@@ -106,7 +106,11 @@ type Worker struct {
 // and the flow table is neither read nor written.
 type tracking struct {
 	cur *balancer.Table // the table of the last frame handled
-	on  bool
+	// flows names cur's flows: tables with equal flows send every flow to
+	// the same backend (balancer.Table.SameFlows), so going from one to
+	// another is no change to track flows across.
+	flows uint64
+	on    bool
 	// base is the table in force when tracking began (valid while on): a
 	// flow that the flow table does not hold, and that may be older than
 	// the change, is given the backend base chose for it.
@@ -144,21 +148,23 @@ func NewWorker(mac [6]byte, flowTableSize int, idleNs int64) *Worker {
 // current table.
 func (w *Worker) Tracking() bool { return w.track.on }
 
-// observe notes the table a frame is handled with. A change of table starts
-// (or prolongs) tracking: flows that were under way keep their backends.
-func (w *Worker) observe(t *balancer.Table, now int64) {
+// observe notes the table a frame is handled with, and the name of its
+// flows. A change of table that may move flows starts (or prolongs)
+// tracking: flows that were under way keep their backends. A new table
+// with the same flows only replaces cur.
+func (w *Worker) observe(t *balancer.Table, flows uint64, now int64) {
 	tr := &w.track
 	if t == tr.cur {
 		return
 	}
-	if tr.cur != nil && t != nil {
+	if tr.cur != nil && t != nil && flows != tr.flows {
 		if !tr.on {
 			tr.on, tr.base = true, tr.cur
 		}
 		tr.graceEnd = now + w.idleNs
 		tr.sweepSet, tr.sweepAt = 0, 0
 	}
-	tr.cur = t
+	tr.cur, tr.flows = t, flows
 }
 
 // maintain does the worker's per-batch housekeeping at time now: while
@@ -217,8 +223,21 @@ func (w *Worker) heldOff(e *flowEntry) bool {
 // been rewritten in place and should be transmitted as it is; otherwise the
 // frame is untouched and the return value says why it is dropped. Handle
 // counts the decision.
+//
+// Every table t other than the last one is a change that may move flows
+// (the dataplane, which knows more, uses handle).
 func (w *Worker) Handle(frame []byte, t *balancer.Table, now int64) Reason {
-	r := w.decide(frame, t, now)
+	var flows uint64
+	if t != nil {
+		flows = t.Gen()
+	}
+	return w.handle(frame, t, flows, now)
+}
+
+// handle is Handle with the name of t's flows: a table whose flows are the
+// last table's is no change of flows (see tracking.flows).
+func (w *Worker) handle(frame []byte, t *balancer.Table, flows uint64, now int64) Reason {
+	r := w.decide(frame, t, flows, now)
 	w.c.received++
 	w.c.reasons[r]++
 	if r == Forwarded {
@@ -227,12 +246,12 @@ func (w *Worker) Handle(frame []byte, t *balancer.Table, now int64) Reason {
 	return r
 }
 
-func (w *Worker) decide(frame []byte, t *balancer.Table, now int64) Reason {
+func (w *Worker) decide(frame []byte, t *balancer.Table, flows uint64, now int64) Reason {
 	p := &w.pkt
 	if r := Parse(frame, p); r != Forwarded {
 		return r
 	}
-	w.observe(t, now)
+	w.observe(t, flows, now)
 	var b *balancer.Backend
 	switch p.Proto {
 	case protoTCP, protoUDP:
