@@ -21,14 +21,7 @@ import (
 // PACKET_FANOUT_CPU (cpu % workers) would put every frame in the wrong ring.
 func TestFanoutCPUSteersByReceivingCPU(t *testing.T) {
 	p := newTxPair(t)
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		t.Fatal(err)
-	}
-	if runtime.NumCPU() < 2 || !allowed.IsSet(0) || !allowed.IsSet(1) {
-		t.Skip("needs CPUs 0 and 1")
-	}
-	cpus := []int{1, 0}
+	cpus := cpus10(t)
 	group := fanoutGroup{id: 0x5a00 | int(p.a.Attrs().Index&0xff), prog: cpuFanoutProgram(cpus)}
 	acceptAll := []bpf.Instruction{bpf.RetConstant{Val: 0xffff}}
 	rings := make([]*ring, len(cpus))
@@ -92,6 +85,20 @@ func TestFanoutCPUSteersByReceivingCPU(t *testing.T) {
 	}
 }
 
+// cpus10 returns the CPUs the fanout tests pin their workers to, 1 and 0
+// in that order, or skips the test if this process may not run on both.
+func cpus10(t *testing.T) []int {
+	t.Helper()
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.NumCPU() < 2 || !allowed.IsSet(0) || !allowed.IsSet(1) {
+		t.Skip("needs CPUs 0 and 1")
+	}
+	return []int{1, 0}
+}
+
 // sendPinned sends frames into the pair's b end from a thread pinned to
 // cpu; they arrive at a.
 func sendPinned(p *txPair, cpu int, frames [][]byte) error {
@@ -124,14 +131,7 @@ func sendPinned(p *txPair, cpu int, frames [][]byte) error {
 // worker i take the VIP frames received on CPUs[i].
 func TestDataplaneFanoutCPU(t *testing.T) {
 	p := newTxPair(t)
-	var allowed unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
-		t.Fatal(err)
-	}
-	if runtime.NumCPU() < 2 || !allowed.IsSet(0) || !allowed.IsSet(1) {
-		t.Skip("needs CPUs 0 and 1")
-	}
-	cpus := []int{1, 0}
+	cpus := cpus10(t)
 	var d *Dataplane
 	err := p.ns.Do(func() error {
 		var err error

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +229,31 @@ func TestWorkersPinned(t *testing.T) {
 	l := newDSRLab(t, 3)
 	l.startBalancer(l.config(l.servers, "cpus: \"1\"\n"))
 	pid := l.lbCmd.Process.Pid
+	// The workers start after the balancer says it runs, each setting its
+	// own priority, then its CPUs: look until both have, or a deadline
+	// passes.
+	var workers []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		workers = workerThreads(t, pid)
+		if len(workers) >= 2 && !slices.ContainsFunc(workers, func(w string) bool { return w != "1" }) || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("worker threads' allowed CPUs: %v", workers)
+	if len(workers) != 2 {
+		t.Fatalf("found %d worker threads (nice -10), want 2 (workers: 2)", len(workers))
+	}
+	for _, w := range workers {
+		if w != "1" {
+			t.Errorf("a worker may run on CPUs %q, want 1", w)
+		}
+	}
+}
+
+// workerThreads returns the allowed-CPU lists of pid's worker threads: the
+// threads at nice -10.
+func workerThreads(t *testing.T, pid int) []string {
+	t.Helper()
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("threads of pid %d: %v", pid, err)
@@ -251,13 +277,5 @@ func TestWorkersPinned(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("worker threads' allowed CPUs: %v", workers)
-	if len(workers) != 2 {
-		t.Fatalf("found %d worker threads (nice -10), want 2 (workers: 2)", len(workers))
-	}
-	for _, w := range workers {
-		if w != "1" {
-			t.Errorf("a worker may run on CPUs %q, want 1", w)
-		}
-	}
+	return workers
 }
