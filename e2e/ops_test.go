@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 )
 
 // adminGet fetches path from the balancer's admin endpoint, from inside the
@@ -278,4 +279,71 @@ func workerThreads(t *testing.T, pid int) []string {
 		}
 	}
 	return workers
+}
+
+// With fanout: cpu (two workers on CPUs 0 and 1) the balancer starts, says
+// so and serves the client, and each worker takes the frames received on
+// its CPU: datagrams the client sends from a thread pinned to CPU c (on a
+// veth, received on c) all reach worker c.
+func TestFanoutCPU(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("needs 2 CPUs, one per worker")
+	}
+	l := newDSRLab(t, 3)
+	l.startBalancer(l.config(l.servers, "cpus: \"0,1\"\nfanout: cpu\n"))
+	if !strings.Contains(l.lbOut.String(), "fanout=cpu") {
+		t.Errorf("the start log does not say fanout=cpu:\n%s", l.lbOut.String())
+	}
+	if _, failed := l.latencies(20); failed > 0 {
+		t.Errorf("%d of 20 requests failed with fanout cpu", failed)
+	}
+	received := func() (r [2]uint64) {
+		st := l.status(t)
+		if len(st.Workers) != 2 {
+			t.Fatalf("%d workers, want 2", len(st.Workers))
+		}
+		return [2]uint64{st.Workers[0].Received, st.Workers[1].Received}
+	}
+	const n = 200
+	for cpu := range 2 {
+		before := received()
+		err := l.client.NS.Do(func() error { // on a locked thread of its own
+			var old, set unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &old); err != nil {
+				return err
+			}
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return err
+			}
+			defer unix.SchedSetaffinity(0, &old)
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			to := &unix.SockaddrInet4{Port: 9, Addr: vip4.As4()}
+			for i := range n {
+				if err := unix.Sendto(fd, []byte{byte(i)}, 0, to); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("send from CPU %d: %v", cpu, err)
+		}
+		var got [2]uint64
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			after := received()
+			got = [2]uint64{after[0] - before[0], after[1] - before[1]}
+			if got[cpu] >= n {
+				break
+			}
+		}
+		t.Logf("%d datagrams from CPU %d: workers received %v more frames", n, cpu, got)
+		if got[cpu] < n || got[1-cpu] != 0 {
+			t.Errorf("%d datagrams sent from CPU %d: workers received %v more, want all on worker %d", n, cpu, got, cpu)
+		}
+	}
 }
