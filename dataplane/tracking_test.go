@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net/netip"
-	"slices"
 	"testing"
 
 	"github.com/dsrlb/dsrlb/balancer"
@@ -280,21 +279,13 @@ func TestHeldOff(t *testing.T) {
 // new table that sends every flow where tab does.
 func macChangedTable(t testing.TB, tab *balancer.Table) *balancer.Table {
 	t.Helper()
-	var specs []balancer.ServiceSpec
-	for _, s := range tab.Services() {
-		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key(), Backends: slices.Clone(s.Backends())}
+	return editTable(t, tab, func(spec *balancer.ServiceSpec) {
 		for i := range spec.Backends {
 			if spec.Backends[i].MAC == backendMAC(1) {
 				spec.Backends[i].MAC = [6]byte{2, 0, 0, 0, 9, 1}
 			}
 		}
-		specs = append(specs, spec)
-	}
-	tab2, err := balancer.NewTable(tab.Seed(), specs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tab2
+	})
 }
 
 // The dataplane names a published table's flows: a new table that sends

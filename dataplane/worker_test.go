@@ -132,17 +132,22 @@ func TestHandleDropReasons(t *testing.T) {
 // added: Maglev moves some flows of backends 1 and 2 to backend 4.
 func changedTable(t testing.TB, tab *balancer.Table) *balancer.Table {
 	t.Helper()
-	var specs []balancer.ServiceSpec
-	for _, s := range tab.Services() {
-		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key()}
-		for _, b := range s.Backends() {
-			if b.MAC != backendMAC(3) {
-				spec.Backends = append(spec.Backends, b)
-			}
-		}
+	return editTable(t, tab, func(spec *balancer.ServiceSpec) {
+		spec.Backends = slices.DeleteFunc(spec.Backends, func(b balancer.Backend) bool { return b.MAC == backendMAC(3) })
 		a := spec.Backends[0].Addr.As16()
 		a[15] = 99
 		spec.Backends = append(spec.Backends, balancer.Backend{Addr: netip.AddrFrom16(a).Unmap(), MAC: backendMAC(4), Weight: 1, Slot: 4})
+	})
+}
+
+// editTable is tab rebuilt with its seed, each service's spec (its backends
+// a copy) passed through edit first.
+func editTable(t testing.TB, tab *balancer.Table, edit func(*balancer.ServiceSpec)) *balancer.Table {
+	t.Helper()
+	var specs []balancer.ServiceSpec
+	for _, s := range tab.Services() {
+		spec := balancer.ServiceSpec{Name: s.Name(), Key: s.Key(), Backends: slices.Clone(s.Backends())}
+		edit(&spec)
 		specs = append(specs, spec)
 	}
 	tab2, err := balancer.NewTable(tab.Seed(), specs)
