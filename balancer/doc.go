@@ -36,8 +36,9 @@
 // # Costs
 //
 // Table.Lookup is one or two Go map lookups. Service.Pick is a modulo and one load from the
-// Maglev entries, stored as []uint16 when there are at most 65536 backends (128 KiB at the
-// default size of 65537 slots) and as []uint32 otherwise. Service.Index is a binary search over
+// Maglev slots, packed at the fewest bits (1, 2, 4, 8, 16 or 32) that name every backend: at
+// the default size of 65537 slots, 16 KiB for up to 4 backends, 32 KiB for 16, 64 KiB for
+// 256, 128 KiB for 65536 ([Maglev.Bytes]). Service.Index is a binary search over
 // the sorted backends. Flow.Hash is three 128-bit multiplies and a finalizer, the two
 // addresses mixed in parallel.
 //

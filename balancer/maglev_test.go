@@ -210,20 +210,37 @@ func TestMaglevEmptyAndSmall(t *testing.T) {
 	}
 }
 
-// TestMaglevWideEntries covers the []uint32 representation (more than 65536 keys).
-func TestMaglevWideEntries(t *testing.T) {
-	const n, size = maxUint16Backends + 1, 131071
-	m := mustMaglev(t, backendKeys(n), equalWeights(n), size, 5)
-	if m.e32 == nil || m.e16 != nil {
-		t.Fatal("want []uint32 entries for more than 65536 keys")
-	}
-	for i, c := range m.Counts() {
-		if c != 1 && c != 2 {
-			t.Fatalf("backend %d holds %d slots, want 1 or 2", i, c)
+// TestMaglevPacking: whatever the bits per slot, every slot reads back as the owner that
+// populate gave it, Lookup reduces the hash modulo the size, and the slots take the
+// fewest bits that name every key.
+func TestMaglevPacking(t *testing.T) {
+	for _, tc := range []struct {
+		n, bits int
+		size    uint32
+	}{
+		{1, 1, 7}, {2, 1, 251}, {3, 2, 251}, {4, 2, DefaultTableSize}, {5, 4, 251}, {16, 4, 251},
+		{17, 8, 251}, {256, 8, 65537}, {257, 16, 65537}, {65536, 16, 65537}, {65537, 32, 131071},
+	} {
+		keys, weights := backendKeys(tc.n), equalWeights(tc.n)
+		m := mustMaglev(t, keys, weights, tc.size, 5)
+		offsets, skips := make([]uint32, tc.n), make([]uint32, tc.n)
+		for i, k := range keys {
+			offsets[i] = uint32(keyHash(5, k, 'o') % uint64(tc.size))
+			skips[i] = uint32(keyHash(5, k, 's')%uint64(tc.size-1)) + 1
 		}
-	}
-	if got := m.Lookup(size + 3); got != int(m.e32[3]) {
-		t.Errorf("Lookup(size+3) = %d, want slot 3's owner %d", got, m.e32[3])
+		want := populate(offsets, skips, weights, tc.size)
+		for i, e := range m.entries() {
+			if int32(e) != want[i] {
+				t.Fatalf("%d keys: slot %d reads %d, populate gave %d", tc.n, i, e, want[i])
+			}
+		}
+		wantBytes := 8 * ((int(tc.size)*tc.bits + 63) / 64)
+		if m.Bytes() != wantBytes {
+			t.Errorf("%d keys, %d slots: %d bytes, want %d (%d bits a slot)", tc.n, tc.size, m.Bytes(), wantBytes, tc.bits)
+		}
+		if got := m.Lookup(uint64(tc.size) + 3); got != int(want[3]) {
+			t.Errorf("%d keys: Lookup(size+3) = %d, want slot 3's owner %d", tc.n, got, want[3])
+		}
 	}
 }
 
