@@ -39,10 +39,8 @@ func IsPrime(n uint32) bool {
 type Maglev struct {
 	size    uint64
 	words   []uint64
-	logBits uint8  // log2 of the bits per slot
-	logPer  uint8  // log2 of the slots per word: 6 - logBits
-	mask    uint64 // (1 << bits) - 1
-	counts  []int  // slots held per key index
+	logBits uint8 // log2 of the bits per slot
+	counts  []int // slots held per key index
 }
 
 // slotBits returns log2 of the bits per slot that name n keys (indices 0..n-1).
@@ -84,24 +82,14 @@ func NewMaglev(keys []string, weights []uint32, size uint32, seed uint64) (*Magl
 		return nil, fmt.Errorf("maglev: table size %d is smaller than the %d backends with weight > 0", size, weighted)
 	}
 
-	offsets := make([]uint32, len(keys))
-	skips := make([]uint32, len(keys))
-	for i, k := range keys {
-		offsets[i] = uint32(keyHash(seed, k, 'o') % uint64(size))
-		skips[i] = 1
-		if size > 2 {
-			skips[i] = uint32(keyHash(seed, k, 's')%uint64(size-1)) + 1
-		}
-	}
+	offsets, skips := permutations(keys, size, seed)
 	m := &Maglev{size: uint64(size), counts: make([]int, len(keys))}
 	if weighted == 0 {
 		return m, nil
 	}
 	entries := populate(offsets, skips, weights, size)
 	m.logBits = slotBits(len(keys))
-	m.logPer = 6 - m.logBits
-	m.mask = 1<<(1<<m.logBits) - 1
-	per := uint64(1) << m.logPer
+	per := uint64(64) >> m.logBits
 	m.words = make([]uint64, (uint64(size)+per-1)/per)
 	for slot, b := range entries {
 		if b < 0 {
@@ -109,10 +97,25 @@ func NewMaglev(keys []string, weights []uint32, size uint32, seed uint64) (*Magl
 			return nil, errors.New("maglev: internal error: unfilled slot")
 		}
 		m.counts[b]++
-		s := uint64(slot)
-		m.words[s>>m.logPer] |= uint64(b) << ((s & (per - 1)) << m.logBits)
+		word, shift := m.place(uint64(slot))
+		m.words[word] |= uint64(b) << shift
 	}
 	return m, nil
+}
+
+// permutations returns each key's preference list for a table of size slots (see
+// populate): its first slot and the step between its slots.
+func permutations(keys []string, size uint32, seed uint64) (offsets, skips []uint32) {
+	offsets = make([]uint32, len(keys))
+	skips = make([]uint32, len(keys))
+	for i, k := range keys {
+		offsets[i] = uint32(keyHash(seed, k, 'o') % uint64(size))
+		skips[i] = 1
+		if size > 2 {
+			skips[i] = uint32(keyHash(seed, k, 's')%uint64(size-1)) + 1
+		}
+	}
+	return offsets, skips
 }
 
 // populate is the Maglev fill (paper, Pseudocode 1) generalised to weights. Backend i's
@@ -176,10 +179,16 @@ func (m *Maglev) Lookup(h uint64) int {
 	return m.slot(h % m.size)
 }
 
+// place returns the word that holds slot s and the slot's bit offset in it.
+func (m *Maglev) place(s uint64) (word, shift uint64) {
+	logPer := 6 - m.logBits // log2 of the slots per word
+	return s >> logPer, (s & (1<<logPer - 1)) << m.logBits
+}
+
 // slot returns the owner of slot s < size of a non-empty table.
 func (m *Maglev) slot(s uint64) int {
-	w := m.words[s>>m.logPer]
-	return int(w >> ((s & (1<<m.logPer - 1)) << m.logBits) & m.mask)
+	word, shift := m.place(s)
+	return int(m.words[word] >> shift & (1<<(1<<m.logBits) - 1))
 }
 
 // Bytes is the memory the table's slots take.

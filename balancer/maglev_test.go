@@ -223,11 +223,7 @@ func TestMaglevPacking(t *testing.T) {
 	} {
 		keys, weights := backendKeys(tc.n), equalWeights(tc.n)
 		m := mustMaglev(t, keys, weights, tc.size, 5)
-		offsets, skips := make([]uint32, tc.n), make([]uint32, tc.n)
-		for i, k := range keys {
-			offsets[i] = uint32(keyHash(5, k, 'o') % uint64(tc.size))
-			skips[i] = uint32(keyHash(5, k, 's')%uint64(tc.size-1)) + 1
-		}
+		offsets, skips := permutations(keys, tc.size, 5)
 		want := populate(offsets, skips, weights, tc.size)
 		for i, e := range m.entries() {
 			if int32(e) != want[i] {
