@@ -46,6 +46,9 @@ dsrlbb-XXXXXX-), then for each repetition runs every mode in turn
            sets the source MAC, picks a sink MAC by jhash(ip saddr . sport)
            mod N and fwd's the frame back out of eth0 (as nftlb does DSR);
            RPS on the lb's eth0 spreads it over all CPUs
+  nft-local the same reference with RPS off: each frame is balanced on the
+           CPU that sent it, inside the sender's softirq (no hand-over to
+           another CPU, which on a VM costs an IPI)
   direct   no balancer: the generator sends to sink s1; the machine's ceiling
 
 Delivered = frames the bridge handed to the sinks (switch port counters,
@@ -74,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	ncpu := runtime.NumCPU()
-	modes := fs.String("modes", "dsrlb,nft,direct", "modes to run, in this order each repetition: dsrlb, nft, direct")
+	modes := fs.String("modes", "dsrlb,nft,nft-local,direct", "modes to run, in this order each repetition: dsrlb, nft, nft-local, direct")
 	workers := fs.String("workers", strconv.Itoa(ncpu), "dsrlb worker counts, comma-separated (e.g. 1,2: scaling); each is a mode")
 	reps := fs.Int("reps", 5, "repetitions of the throughput phase")
 	latReps := fs.Int("latency-reps", 3, "repetitions of the latency phase")
@@ -90,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	latPin := fs.Bool("latency-pin", true, "in the latency phase, pin dsrlb's workers to CPUs 1..N-1, off the generator's CPU 0")
 	latRate := fs.Float64("latency-rate", 0, "latency phase offered rate in pps; 0 is half the slowest balancer's median")
 	latBatch := fs.Int("latency-batch", harness.DefaultLatencyBatch, "latency phase: most frames the generator hands the kernel per send (a frame late in a kick waits for the sending of those before it)")
-	rps := fs.String("rps", "nft", "RPS on the lb's eth0: nft (for the reference only), all (every balancer) or none")
+	rps := fs.String("rps", "nft", "RPS on the lb's eth0: nft (for the reference only), all (every balancer) or none; never for nft-local")
 	brnf := fs.Bool("br-netfilter", false, "leave br_netfilter's bridge-nf-call-* on in the switch namespace")
 	sinkPass := fs.Bool("sink-pass", false, "let frames into the sinks' IP stacks instead of dropping them at ingress")
 	dsrlb := fs.String("dsrlb", "", "dsrlb binary to run (default: go build ./cmd/dsrlb into a temporary directory)")

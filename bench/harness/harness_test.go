@@ -184,7 +184,7 @@ func TestSummaries(t *testing.T) {
 
 	var out bytes.Buffer
 	r.Print(&out)
-	for _, want := range []string{"dsrlb-w2  / nft      0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50",
+	for _, want := range []string{"dsrlb-w2  / nft        0.80", "nft forwarded everything offered", "LOWER BOUND", "failed: throughput rep 3 nft: boom", "+p50",
 		"Transit through the balancer", "  nft               2     1.0µs     2.0µs     2.0µs     2.0µs\n", "  dsrlb-w2          0 ",
 		"nft: left out 2 frame(s) seen at s1 but not on the lb",
 		"Generator → lb eth0", "  nft               3     4.0µs     5.0µs     5.0µs     5.0µs\n"} {
@@ -381,5 +381,55 @@ func TestRepOrder(t *testing.T) {
 	plain := []Mode{&Dsrlb{Workers: 1}, &Nft{}, Direct{}}
 	if got := names(repOrder(plain, 2)); got != "dsrlb-w1 nft direct" {
 		t.Errorf("without twins, rep 2: %s", got)
+	}
+}
+
+// nft-local is the reference without RPS: never given RPS, whatever --rps
+// says, and a denominator of its own in the ratios and the extra-CPU lines.
+func TestNftLocal(t *testing.T) {
+	local, nft, direct := &Nft{Local: true}, &Nft{}, Direct{}
+	if local.Name() != ModeNftLocal || nft.Name() != "nft" {
+		t.Fatalf("names %q, %q", local.Name(), nft.Name())
+	}
+	for _, tc := range []struct {
+		rps               string
+		local, nft, dsrlb bool
+	}{{"nft", false, true, false}, {"all", false, true, true}, {"none", false, false, false}} {
+		h := &harness{cfg: Config{RPS: tc.rps}}
+		if h.rpsFor(local) != tc.local || h.rpsFor(nft) != tc.nft || h.rpsFor(&Dsrlb{Workers: 1}) != tc.dsrlb || h.rpsFor(direct) {
+			t.Errorf("--rps %s: nft-local %v, nft %v, dsrlb %v, direct %v", tc.rps, h.rpsFor(local), h.rpsFor(nft), h.rpsFor(&Dsrlb{Workers: 1}), h.rpsFor(direct))
+		}
+	}
+	c := Config{Modes: []string{"nft-local", "direct"}, Window: time.Second, GenThreads: 1, RPS: "nft", VIPMAC: "auto"}
+	if err := c.validate(); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+	c.Modes = []string{"nft-remote"}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `mode "nft-remote"`) {
+		t.Errorf("validate of an unknown mode: %v", err)
+	}
+
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2, Modes: []string{"dsrlb", "nft", "nft-local", "direct"}})
+	for rep := 1; rep <= 2; rep++ {
+		r.Measurements = append(r.Measurements,
+			measurement(PhaseThroughput, "dsrlb-w1", rep, 200_000, 200_000, 200_000, 200),  // 10 µs/frame
+			measurement(PhaseThroughput, "nft", rep, 160_000, 160_000, 160_000, 200),       // 12.5 µs
+			measurement(PhaseThroughput, "nft-local", rep, 250_000, 250_000, 250_000, 200), // 8 µs
+			measurement(PhaseThroughput, "direct", rep, 500_000, 0, 500_000, 200),          // 4 µs
+		)
+	}
+	r.summarizeThroughput()
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{
+		"dsrlb-w1  / nft        1.25",
+		"dsrlb-w1  / nft-local  0.80",
+		"dsrlb-w1  extra CPU over direct / nft's extra: 0.71",
+		"dsrlb-w1  extra CPU over direct / nft-local's extra: 1.50",
+		"nft-local: the nft reference with RPS off",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
 	}
 }

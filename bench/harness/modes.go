@@ -18,9 +18,12 @@ import (
 	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
+// ModeNftLocal is the name of the kernel reference run without RPS.
+const ModeNftLocal = "nft-local"
+
 // Mode is one way of getting the generator's frames to the sinks.
 type Mode interface {
-	// Name is "direct", "nft", "dsrlb-wN" or "dsrlb-wN-alt".
+	// Name is "direct", "nft", "nft-local", "dsrlb-wN" or "dsrlb-wN-alt".
 	Name() string
 	// Target is the MAC address the generator sends to.
 	Target(b *testbed.Bed) net.HardwareAddr
@@ -84,12 +87,21 @@ func NftRuleset(ifname string, vip netip.AddrPort, lbMAC net.HardwareAddr, bes [
 
 // Nft is the kernel reference (NftRuleset) on the balancer host.
 type Nft struct {
-	VIP      netip.AddrPort
+	VIP netip.AddrPort
+	// Local is the reference without RPS, whatever Config.RPS says: each
+	// frame is balanced on the CPU that sent it, inside the sender's
+	// softirq, with no hand-over to another CPU (mode "nft-local").
+	Local    bool
 	bed      *testbed.Bed
 	leftover string // tables found (and flushed) before the reference loaded
 }
 
-func (*Nft) Name() string                           { return "nft" }
+func (n *Nft) Name() string {
+	if n.Local {
+		return ModeNftLocal
+	}
+	return "nft"
+}
 func (*Nft) Target(b *testbed.Bed) net.HardwareAddr { return b.LB.MAC }
 
 // Start loads the reference into an empty ruleset: a table left behind in

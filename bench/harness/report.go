@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -239,6 +240,9 @@ func newReport(cfg Config) *Report {
 		r.Notes = append(r.Notes, "RPS: on the balancer's eth0 (all CPUs) for nft and dsrlb")
 	default:
 		r.Notes = append(r.Notes, "RPS: off")
+	}
+	if slices.Contains(cfg.Modes, ModeNftLocal) {
+		r.Notes = append(r.Notes, "nft-local: the nft reference with RPS off: each frame is balanced on the CPU that sent it, in its softirq")
 	}
 	if !cfg.SinkPass {
 		r.Notes = append(r.Notes, "sinks: drop every frame at netdev ingress (nft)")
@@ -482,7 +486,7 @@ func (r *Report) summarizeThroughput() {
 		if !strings.HasPrefix(num, "dsrlb") {
 			continue
 		}
-		dens := []string{"nft", "direct"}
+		dens := []string{"nft", ModeNftLocal, "direct"}
 		if base, ok := strings.CutSuffix(num, AltSuffix); ok {
 			dens = append(dens, base)
 		}
@@ -591,29 +595,33 @@ func (r *Report) Print(w io.Writer) {
 	if len(r.Ratios) > 0 {
 		fmt.Fprintf(w, "\nRatios of delivered pps (of medians; paired per rep min..max; both saturated: median of the paired ratios over reps in which both windows had CPUs >= %.0f%% busy):\n", 100*SaturatedBusy)
 		for _, q := range r.Ratios {
-			fmt.Fprintf(w, "  %-9s / %-7s %5.2f   (%.2f..%.2f)", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
+			fmt.Fprintf(w, "  %-9s / %-9s %5.2f   (%.2f..%.2f)", q.Num, q.Den, q.OfMedians, q.Paired.Min, q.Paired.Max)
 			if q.Saturated != nil {
 				fmt.Fprintf(w, "   both saturated: %.2f (%d reps)", q.Saturated.Median, q.Saturated.Reps)
 			}
 			fmt.Fprintln(w)
 		}
-		var nftExtra, nftExtraSat *float64
-		nftSat := 0
-		for _, s := range r.Throughput {
-			if s.Mode == "nft" {
-				nftExtra, nftExtraSat, nftSat = s.ExtraCPUNs, s.ExtraCPUNsSaturated, s.CPUNsSaturated.N
+		for _, ref := range []string{"nft", ModeNftLocal} {
+			var refExtra, refExtraSat *float64
+			refSat := 0
+			for _, s := range r.Throughput {
+				if s.Mode == ref {
+					refExtra, refExtraSat, refSat = s.ExtraCPUNs, s.ExtraCPUNsSaturated, s.CPUNsSaturated.N
+				}
+			}
+			for _, s := range r.Throughput {
+				if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && refExtra != nil && *refExtra > 0 {
+					fmt.Fprintf(w, "  %-9s extra CPU over direct / %s's extra: %.2f", s.Mode, ref, *s.ExtraCPUNs / *refExtra)
+					if s.ExtraCPUNsSaturated != nil && refExtraSat != nil && *refExtraSat > 0 {
+						fmt.Fprintf(w, "   saturated windows only: %.2f (%d and %s's %d)", *s.ExtraCPUNsSaturated / *refExtraSat, s.CPUNsSaturated.N, ref, refSat)
+					}
+					fmt.Fprintln(w)
+				}
 			}
 		}
 		cpuNs := map[string]float64{}
 		for _, s := range r.Throughput {
 			cpuNs[s.Mode] = s.CPUNs.Median
-			if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && nftExtra != nil && *nftExtra > 0 {
-				fmt.Fprintf(w, "  %-9s extra CPU over direct / nft's extra: %.2f", s.Mode, *s.ExtraCPUNs / *nftExtra)
-				if s.ExtraCPUNsSaturated != nil && nftExtraSat != nil && *nftExtraSat > 0 {
-					fmt.Fprintf(w, "   saturated windows only: %.2f (%d and nft's %d)", *s.ExtraCPUNsSaturated / *nftExtraSat, s.CPUNsSaturated.N, nftSat)
-				}
-				fmt.Fprintln(w)
-			}
 		}
 		for _, s := range r.Throughput {
 			if base, ok := strings.CutSuffix(s.Mode, AltSuffix); ok && cpuNs[base] > 0 {

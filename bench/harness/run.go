@@ -31,8 +31,8 @@ const DefaultLatencyBatch = 4
 
 // Config says what to measure.
 type Config struct {
-	// Modes are "dsrlb", "nft" and "direct", in the order each repetition
-	// runs them.
+	// Modes are "dsrlb", "nft", "nft-local" and "direct", in the order
+	// each repetition runs them.
 	Modes []string
 	// Workers are the dsrlb worker counts; each is a mode of its own
 	// ("dsrlb-w1", "dsrlb-w2").
@@ -94,8 +94,8 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("modes: none"))
 	}
 	for _, m := range c.Modes {
-		if m != "dsrlb" && m != "nft" && m != "direct" {
-			errs = append(errs, fmt.Errorf("mode %q: want dsrlb, nft or direct", m))
+		if m != "dsrlb" && m != "nft" && m != ModeNftLocal && m != "direct" {
+			errs = append(errs, fmt.Errorf("mode %q: want dsrlb, nft, nft-local or direct", m))
 		}
 	}
 	if slices.Contains(c.Modes, "dsrlb") && len(c.Workers) == 0 {
@@ -202,6 +202,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			h.modes = append(h.modes, Direct{})
 		case "nft":
 			h.modes = append(h.modes, &Nft{VIP: h.vip})
+		case ModeNftLocal:
+			h.modes = append(h.modes, &Nft{VIP: h.vip, Local: true})
 		case "dsrlb":
 			for _, w := range cfg.Workers {
 				h.modes = append(h.modes, &Dsrlb{Bin: h.cfg.DsrlbBin, Workers: w, VIP: h.vip, Flags: h.cfg.DsrlbFlags,
@@ -596,10 +598,12 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	sleepCtx(ctx, 300*time.Millisecond)
 }
 
+// rpsFor reports whether m runs with RPS on the balancer's interface:
+// nft-local and direct never do.
 func (h *harness) rpsFor(m Mode) bool {
 	switch h.cfg.RPS {
 	case "all":
-		return m.Name() != "direct"
+		return m.Name() != "direct" && m.Name() != ModeNftLocal
 	case "nft":
 		return m.Name() == "nft"
 	}
