@@ -3,7 +3,14 @@
 # target for a bounded time. Run it as root: without root the privileged and
 # end-to-end tests skip (and say so), which is not a passing run.
 #
-#   FUZZTIME=10s   how long each fuzz target runs (default 10s; 0 skips fuzzing)
+#   FUZZTIME=30s   how long each fuzz target runs, as a duration or a count (Nx);
+#                  default: a count of inputs per target, about 10 s each on the
+#                  2-CPU CI machine; 0 skips fuzzing
+#
+# The default is a count, not a duration: go1.26's fuzzing coordinator can
+# report "context deadline exceeded" as a failure, with no failing input,
+# when a -fuzztime duration ends while a worker is mid-input
+# (go.dev/issue/75804, fixed in go1.27). A count has no deadline to race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,17 +25,18 @@ go vet ./...
 # detection, captures) stops meaning anything.
 go test -p 1 -count=1 -timeout 30m ./...
 
-fuzztime=${FUZZTIME:-10s}
+fuzztime=${FUZZTIME:-}
 if [ "$fuzztime" != 0 ]; then
-  # package target — every parser of outside bytes
-  while read -r pkg target; do
-    echo "== fuzz $target ($pkg) for $fuzztime"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+  # package target inputs — every parser of outside bytes
+  while read -r pkg target inputs; do
+    budget=${fuzztime:-${inputs}x}
+    echo "== fuzz $target ($pkg) for $budget"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$budget" "$pkg"
   done <<'LIST'
-./dataplane FuzzHandle
-./dataplane FuzzNeighbor
-./healthcheck FuzzParseFrame
-./balancer FuzzNewMaglev
-./internal/config FuzzParse
+./dataplane FuzzHandle 80000
+./dataplane FuzzNeighbor 140000
+./healthcheck FuzzParseFrame 70000
+./balancer FuzzNewMaglev 250000
+./internal/config FuzzParse 60000
 LIST
 fi
