@@ -21,6 +21,10 @@ import (
 // ModeNftLocal is the name of the kernel reference run without RPS.
 const ModeNftLocal = "nft-local"
 
+// kernelReferences are the modes dsrlb's rates and CPU costs are compared
+// with, besides the direct path.
+var kernelReferences = []string{"nft", ModeNftLocal}
+
 // Mode is one way of getting the generator's frames to the sinks.
 type Mode interface {
 	// Name is "direct", "nft", "nft-local", "dsrlb-wN" or "dsrlb-wN-alt".

@@ -486,7 +486,7 @@ func (r *Report) summarizeThroughput() {
 		if !strings.HasPrefix(num, "dsrlb") {
 			continue
 		}
-		dens := []string{"nft", ModeNftLocal, "direct"}
+		dens := append(slices.Clone(kernelReferences), "direct")
 		if base, ok := strings.CutSuffix(num, AltSuffix); ok {
 			dens = append(dens, base)
 		}
@@ -601,14 +601,12 @@ func (r *Report) Print(w io.Writer) {
 			}
 			fmt.Fprintln(w)
 		}
-		for _, ref := range []string{"nft", ModeNftLocal} {
-			var refExtra, refExtraSat *float64
-			refSat := 0
-			for _, s := range r.Throughput {
-				if s.Mode == ref {
-					refExtra, refExtraSat, refSat = s.ExtraCPUNs, s.ExtraCPUNsSaturated, s.CPUNsSaturated.N
-				}
+		for _, ref := range kernelReferences {
+			i := slices.IndexFunc(r.Throughput, func(s ModeSummary) bool { return s.Mode == ref })
+			if i < 0 {
+				continue
 			}
+			refExtra, refExtraSat, refSat := r.Throughput[i].ExtraCPUNs, r.Throughput[i].ExtraCPUNsSaturated, r.Throughput[i].CPUNsSaturated.N
 			for _, s := range r.Throughput {
 				if strings.HasPrefix(s.Mode, "dsrlb") && s.ExtraCPUNs != nil && refExtra != nil && *refExtra > 0 {
 					fmt.Fprintf(w, "  %-9s extra CPU over direct / %s's extra: %.2f", s.Mode, ref, *s.ExtraCPUNs / *refExtra)
