@@ -364,6 +364,37 @@ func checkSniff(t *testing.T, n *Net) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+
+	// Frames captured before stop reach fn even if the reader is behind:
+	// fn holds the first frame until stop has been called, while the
+	// rest of an HTTP exchange queues on the socket.
+	first, release := make(chan struct{}), make(chan struct{})
+	var in, held bool
+	stop, err = client.Sniff(context.Background(), func(frame []byte, outgoing bool) {
+		if !held {
+			held = true
+			close(first)
+			<-release
+		}
+		if mac, src, _, ok := ipAddrs(frame); ok && !outgoing && bytes.Equal(mac, srv.MAC) && src == srv.Addr4 {
+			in = true
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(t, hc, "http://"+netip.AddrPortFrom(srv.Addr4, 80).String()+"/")
+	<-first
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(100 * time.Millisecond) // stop has set the read deadline
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if !in {
+		t.Error("stop lost the frames queued behind a slow fn: no frame from the server reached it")
+	}
 }
 
 // Two labs with the same host names and addresses coexist: each client

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,6 +20,10 @@ const sniffBuffer = 1 << 17
 
 // sniffRcvBuf is the socket receive buffer asked for (as root, past rmem_max).
 const sniffRcvBuf = 8 << 20
+
+// maxDrain bounds the frames read after a stop: more than the receive buffer
+// can hold (every queued frame is charged at least 256 bytes).
+const maxDrain = sniffRcvBuf / 256
 
 func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, error) {
 	var fd int
@@ -95,21 +100,36 @@ func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, 
 }
 
 // capture reads frames until the read deadline passes (a normal stop, nil)
-// or a receive fails.
-func capture(rc interface {
-	Read(func(fd uintptr) bool) error
-}, fn func([]byte, bool)) error {
+// or a receive fails. A deadline in the past ends a read without looking at
+// the socket, so on a stop it then reads what the socket still holds, so
+// that every frame captured before the stop reaches fn; at most maxDrain
+// frames, so that traffic arriving as fast as it is read cannot hold the
+// stop up.
+func capture(rc syscall.RawConn, fn func([]byte, bool)) error {
 	buf := make([]byte, sniffBuffer)
+	var n int
+	var from unix.Sockaddr
+	var rerr error
+	recv := func(fd uintptr) {
+		n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
+	}
+	stopped, drained := false, 0
 	for {
-		var n int
-		var from unix.Sockaddr
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
-			return rerr != unix.EAGAIN
-		})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil
+		var err error
+		if stopped {
+			if drained++; drained > maxDrain {
+				return nil
+			}
+			err = rc.Control(recv)
+			if err == nil && rerr == unix.EAGAIN {
+				return nil
+			}
+		} else {
+			err = rc.Read(func(fd uintptr) bool { recv(fd); return rerr != unix.EAGAIN })
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				stopped = true
+				continue
+			}
 		}
 		if err != nil {
 			return err
@@ -120,11 +140,9 @@ func capture(rc interface {
 		if rerr != nil {
 			return os.NewSyscallError("recvfrom", rerr)
 		}
-		ll, ok := from.(*unix.SockaddrLinklayer)
-		if !ok {
-			continue
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+			fn(buf[:min(n, len(buf))], ll.Pkttype == unix.PACKET_OUTGOING)
 		}
-		fn(buf[:min(n, len(buf))], ll.Pkttype == unix.PACKET_OUTGOING)
 	}
 }
 
