@@ -37,7 +37,7 @@ type DSRProber interface {
 // spec it cannot probe with: KindNone, an unknown kind, or an unusable value.
 func NewProber(s Spec, dsr DSRProber) (Prober, error) {
 	s = s.WithDefaults()
-	err := s.validate()
+	err := s.Validate()
 	if s.VIP && dsr == nil {
 		err = errors.Join(err, errors.New("vip: the DSR-path probe needs a DSR prober (the balancer's packet sockets)"))
 	}

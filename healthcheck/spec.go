@@ -99,8 +99,10 @@ func (s Spec) WithDefaults() Spec {
 	return s
 }
 
-// validate reports every unusable field of a spec that has its defaults.
-func (s Spec) validate() error {
+// Validate reports every unusable field of a spec that has its defaults
+// (see WithDefaults), each error naming its field. NewProber refuses a spec
+// that fails it.
+func (s Spec) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))

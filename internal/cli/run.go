@@ -41,15 +41,48 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
+	// adjust applies the command line's overrides to a configuration: the
+	// one the balancer starts with and every one a reload reads.
+	adjust := func(cfg *config.Config) error {
+		if *cfgPath != "" && flagSet(fs, "workers") {
+			if err := cfg.SetWorkers(*workers); err != nil {
+				return fmt.Errorf("--workers: %v", err)
+			}
+		}
+		if *adminAddr != "-" {
+			cfg.Admin = *adminAddr
+		}
+		if flagSet(fs, "cpus") {
+			if err := cfg.SetCPUs(*cpus); err != nil {
+				return fmt.Errorf("--cpus: %v", err)
+			}
+		}
+		if flagSet(fs, "vip-mac") {
+			if err := cfg.SetVIPMAC(*vipMAC); err != nil {
+				return fmt.Errorf("--vip-mac: %v", err)
+			}
+		}
+		if flagSet(fs, "fanout") {
+			if err := cfg.SetFanout(*fanout); err != nil {
+				return fmt.Errorf("--fanout: %v", err)
+			}
+		}
+		if err := cfg.CheckFanout(); err != nil {
+			return fmt.Errorf("fanout: %v (--fanout, --cpus, --workers)", err)
+		}
+		if flagSet(fs, "busy-poll") {
+			if err := cfg.SetBusyPoll(*busyPoll); err != nil {
+				return fmt.Errorf("--busy-poll: %v", err)
+			}
+		}
+		return nil
+	}
 	var cfg *config.Config
 	switch {
 	case *cfgPath != "" && (*iface != "" || len(vips) > 0 || len(backends) > 0):
 		return fail(stderr, exitUsage, "run: --config excludes --interface, --vip and --backend")
 	case *cfgPath != "":
 		cfg, err = config.Load(*cfgPath)
-		if err == nil && *workers > 0 {
-			cfg.Workers = *workers
-		}
 	case *iface == "" && len(vips) == 0 && len(backends) == 0:
 		fs.Usage()
 		return exitUsage
@@ -59,32 +92,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, exitUsage, "run: invalid configuration:\n%s", indent(err.Error()))
 	}
-
-	if *adminAddr != "-" {
-		cfg.Admin = *adminAddr
-	}
-	if flagSet(fs, "cpus") {
-		if err := cfg.SetCPUs(*cpus); err != nil {
-			return fail(stderr, exitUsage, "run: --cpus: %v", err)
-		}
-	}
-	if flagSet(fs, "vip-mac") {
-		if err := cfg.SetVIPMAC(*vipMAC); err != nil {
-			return fail(stderr, exitUsage, "run: --vip-mac: %v", err)
-		}
-	}
-	if flagSet(fs, "fanout") {
-		if err := cfg.SetFanout(*fanout); err != nil {
-			return fail(stderr, exitUsage, "run: --fanout: %v", err)
-		}
-	}
-	if err := cfg.CheckFanout(); err != nil {
-		return fail(stderr, exitUsage, "run: fanout: %v (--fanout, --cpus, --workers)", err)
-	}
-	if flagSet(fs, "busy-poll") {
-		if err := cfg.SetBusyPoll(*busyPoll); err != nil {
-			return fail(stderr, exitUsage, "run: --busy-poll: %v", err)
-		}
+	if err := adjust(cfg); err != nil {
+		return fail(stderr, exitUsage, "run: %v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -101,7 +110,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	st, err := engine.Serve(ctx, engine.ServeOptions{
-		Config: cfg, ConfigPath: *cfgPath, Reload: reload, Log: log,
+		Config: cfg, ConfigPath: *cfgPath, Adjust: adjust, Reload: reload, Log: log,
 		Admin: func(ctx context.Context, ln net.Listener, e *engine.Engine, dp *dataplane.Dataplane, rl func(context.Context) (string, error)) error {
 			return admin.New(e, dp, rl, version(), log).ServeListener(ctx, ln)
 		},

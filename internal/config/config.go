@@ -38,6 +38,11 @@ const (
 	maxWeight     = 65535
 )
 
+// MaxBackends bounds the backends over all services (a service's backend is
+// counted once per service it serves): the dataplane keeps one set of
+// counters per backend in fixed arrays of this size.
+const MaxBackends = 4096
+
 // Config is a validated dsrlb configuration. See doc.go for the invariants
 // every Config returned by this package satisfies.
 type Config struct {
@@ -262,6 +267,15 @@ func (c *Config) SetFanout(v string) error {
 		return nil
 	}
 	return fmt.Errorf("%q: want %q or %q", v, FanoutHash, FanoutCPU)
+}
+
+// SetWorkers sets Workers, as the workers key would: 0 (one per CPU) to 256.
+func (c *Config) SetWorkers(n int) error {
+	if n < 0 || n > maxWorkers {
+		return errors.New(rangeMsg(0, maxWorkers, int64(n)))
+	}
+	c.Workers = n
+	return nil
 }
 
 // SetBusyPoll sets BusyPoll, as the busy_poll key would.
@@ -862,6 +876,9 @@ func (c *Config) validate(r *report) {
 	if len(c.Services) == 0 {
 		r.add(topField("services"), "at least one service is required")
 	}
+	if n := c.backendCount(); n > MaxBackends {
+		r.add(topField("services"), fmt.Sprintf("%d backends over all services: at most %d", n, MaxBackends))
+	}
 	if c.Admin != "" {
 		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
 			r.add(topField("admin"), fmt.Sprintf("%q is not host:port (use \"\" to turn the admin endpoint off)", c.Admin))
@@ -994,6 +1011,15 @@ func (c *Config) validate(r *report) {
 			}
 		}
 	}
+}
+
+// backendCount counts the backends of every service.
+func (c *Config) backendCount() int {
+	n := 0
+	for i := range c.Services {
+		n += len(c.Services[i].Backends)
+	}
+	return n
 }
 
 func pathOf(r *report, f field) string {

@@ -59,9 +59,9 @@
 //
 //   - TableSize is prime, at most 16777213 and at least len(Backends).
 //
-//   - Every Service has at least one Backend. Backend addresses are of the
-//     VIP's family, unique within the service, and never the VIP of any
-//     service.
+//   - Every Service has at least one Backend, and all services together have
+//     at most MaxBackends (4096). Backend addresses are of the VIP's family,
+//     unique within the service, and never the VIP of any service.
 //
 //   - Backend.MAC is nil (resolve at run time) or a 6-byte unicast,
 //     non-zero Ethernet address. Weight is in 0..65535; 0 means draining.
@@ -69,8 +69,11 @@
 //   - Health.Kind is none, tcp, http, https or dns; for any other kind than
 //     none: Interval >= 100ms, 0 < Timeout <= Interval, Rise and Fall in
 //     1..100, a port (its own, or the service's), and for http(s) a Path
-//     starting with "/", a known Method and at least one Expect code. A
-//     backend's Health is its service's with the backend's overrides.
+//     starting with "/", a known Method and at least one Expect code; and
+//     the check passes healthcheck's own validation (Spec.Validate: a request
+//     path, a Host name or address, a DNS query name), so that a check the
+//     config accepts is one the engine can start. A backend's Health is its
+//     service's with the backend's overrides.
 //
 //   - Admin is "" (off) or host:port; DrainTimeout >= 0 (0: no timeout).
 //

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dsrlb/dsrlb/healthcheck"
 )
 
 // Health configures the health check of a service's backends. A backend's
@@ -117,9 +119,32 @@ func (d *decoder) boolean(f field, n *yaml.Node) (bool, bool) {
 	return v, true
 }
 
+// Spec is the check as the healthcheck package takes it.
+func (h *Health) Spec() healthcheck.Spec {
+	return healthcheck.Spec{
+		Kind: healthcheck.Kind(h.Kind), Port: h.Port, Path: h.Path, Method: h.Method, Host: h.Host,
+		Expect: slices.Clone(h.Expect), TLSVerify: h.TLSVerify, Query: h.Query, VIP: h.VIP,
+		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
+	}
+}
+
 // validateHealth checks a decoded health block at field prefix at, of a
 // service on servicePort.
 func validateHealth(r *report, at func(name string) field, h *Health, servicePort uint16) {
+	before := len(r.errs)
+	defer func() {
+		// What passed the checks above must also be a check the engine can
+		// start: healthcheck validates request paths, Host and DNS names.
+		if len(r.errs) > before || h.Kind == "none" {
+			return
+		}
+		if err := h.Spec().WithDefaults().Validate(); err != nil {
+			for _, msg := range strings.Split(err.Error(), "\n") {
+				name, text, _ := strings.Cut(msg, ": ")
+				r.add(at("health."+name), text)
+			}
+		}
+	}()
 	if !slices.Contains(healthKinds, h.Kind) {
 		r.add(at("health.kind"), fmt.Sprintf("%q is not a health check kind: use %s", h.Kind, strings.Join(healthKinds, ", ")))
 	}

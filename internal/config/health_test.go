@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -72,12 +73,41 @@ func TestHealthConfigErrors(t *testing.T) {
 		{"      rise: 0\n", `services[0].health.rise: must be between 1 and 100, got 0 (line 7)`},
 		{"      vip: maybe\n", `services[0].health.vip: must be true or false, got "maybe" (line 7)`},
 		{"      color: red\n", `services[0].health.color: unknown key (line 7)`},
+		// What healthcheck.NewProber would refuse is refused here, so that
+		// a check the config accepts is one the engine can start.
+		{"      kind: http\n      path: /a b\n", `services[0].health.path: "/a b" is not a request path (line 8)`},
+		{"      kind: https\n      host: my host\n", `services[0].health.host: "my host" is not a host name or address, with an optional port (line 8)`},
+		{"      kind: dns\n      query: a..b\n", `services[0].health.query: "a..b" is not a domain name (empty or over-long label) (line 8)`},
 	} {
 		_, err := Parse([]byte(strings.Replace(base, "%s", c.block, 1)))
 		var errs Errors
 		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Error() != c.want {
 			t.Errorf("%q:\n got %v\nwant %s", c.block, err, c.want)
 		}
+	}
+}
+
+// More backends over all services than the dataplane has counter slots for
+// are refused.
+func TestTooManyBackends(t *testing.T) {
+	config := func(extra int) []byte {
+		var b strings.Builder
+		b.WriteString("interface: eth0\nservices:\n")
+		for svc := range 2 {
+			fmt.Fprintf(&b, "  - name: s%d\n    vip: 10.0.%d.100\n    port: 80\n    table_size: 4099\n    backends:\n", svc, svc)
+			for i := range MaxBackends/2 + svc*extra {
+				fmt.Fprintf(&b, "      - address: 10.%d.%d.%d\n", 1+svc, i>>8, i&255)
+			}
+		}
+		return []byte(b.String())
+	}
+	if _, err := Parse(config(0)); err != nil {
+		t.Fatalf("Parse with %d backends: %v", MaxBackends, err)
+	}
+	_, err := Parse(config(1))
+	want := fmt.Sprintf("services: %d backends over all services: at most %d", MaxBackends+1, MaxBackends)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Parse with %d backends: %v\nwant %q", MaxBackends+1, err, want)
 	}
 }
 

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,9 +18,11 @@ import (
 // services and backends added, removed or re-weighted, health checks
 // changed. The dataplane keeps its flow tables, so established connections
 // survive. A change of interface needs a restart and is refused (the running
-// configuration stays); changes of workers or flow-table settings are kept
-// for the next restart and reported. It returns a one-line summary of what
-// changed.
+// configuration stays); changes of workers, flow-table settings and the
+// like are kept for the next restart and reported. A reload whose table the
+// dataplane refuses (a VIP that is an address of this host, say) is undone:
+// the running configuration, table, backend states and checks stay as they
+// were. It returns a one-line summary of what changed.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (string, error) {
 	var summary string
 	var err error
@@ -33,25 +37,91 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 	if cfg.Interface != old.Interface {
 		return "", fmt.Errorf("interface change (%s → %s) needs a restart: reload refused, the running configuration stays", old.Interface, cfg.Interface)
 	}
-	var notes []string
-	if cfg.Workers != old.Workers || cfg.FlowTable != old.FlowTable || cfg.BusyPoll != old.BusyPoll || !slices.Equal(cfg.CPUs, old.CPUs) || cfg.Fanout != old.Fanout || cfg.VIPMAC != old.VIPMAC {
-		notes = append(notes, "workers, cpus, fanout, flow_table, busy_poll and vip_mac changes take effect at the next restart")
-		cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.Fanout, cfg.VIPMAC = old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.Fanout, old.VIPMAC
+	if e.dsr == nil && needsDSRProber(cfg) {
+		return "", errors.New("a DSR-path health check (vip: true) needs the packet prober that dsrlb opens at start, and only when the configuration has such a check: restart to add the first one; reload refused, the running configuration stays")
 	}
+	notes := keepRestartFields(old, cfg)
 	diff := diffConfigs(old, cfg)
+	undo := e.save()
 	e.cfg = cfg
-	e.syncBackends()
-	if err := e.refreshMACs(); err != nil {
-		e.log.Warn("neighbour refresh failed", "err", err)
+	removed, err := e.syncBackends()
+	if err == nil {
+		if rerr := e.refreshMACs(); rerr != nil {
+			e.log.Warn("neighbour refresh failed", "err", rerr)
+		}
+		e.syncChecks()
+		err = e.publish("reload")
 	}
-	e.syncChecks()
-	e.publish("reload")
+	if err != nil {
+		e.restore(undo)
+		return "", fmt.Errorf("reload refused, the running configuration stays: %w", err)
+	}
+	for _, st := range removed {
+		if st.check != nil {
+			st.check.stop()
+		}
+	}
+	if e.refresh != nil && refreshEvery(cfg) != refreshEvery(old) {
+		e.refresh.Reset(refreshEvery(cfg))
+	}
 	summary := strings.Join(append(diff, notes...), "; ")
 	if summary == "" {
 		summary = "no changes"
 	}
 	e.log.Info("configuration reloaded", "changes", summary)
 	return summary, nil
+}
+
+// keepRestartFields gives cfg old's values of the fields that only a restart
+// applies, and returns a note if any differed.
+func keepRestartFields(old, cfg *config.Config) []string {
+	if cfg.Workers == old.Workers && cfg.FlowTable == old.FlowTable && cfg.BusyPoll == old.BusyPoll && slices.Equal(cfg.CPUs, old.CPUs) &&
+		cfg.Fanout == old.Fanout && cfg.VIPMAC == old.VIPMAC && cfg.Admin == old.Admin {
+		return nil
+	}
+	cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.Fanout, cfg.VIPMAC, cfg.Admin =
+		old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.Fanout, old.VIPMAC, old.Admin
+	return []string{"workers, cpus, fanout, flow_table, busy_poll, vip_mac and admin changes take effect at the next restart"}
+}
+
+// saved is the control state a reload changes, to undo it.
+type saved struct {
+	cfg      *config.Config
+	backends map[backendKey]*backendState
+	states   map[*backendState]backendState
+	freed    []uint16
+	next     uint16
+}
+
+func (e *Engine) save() saved {
+	s := saved{cfg: e.cfg, backends: maps.Clone(e.backends), states: map[*backendState]backendState{}, freed: slices.Clone(e.freed), next: e.next}
+	for _, st := range e.backends {
+		s.states[st] = *st
+	}
+	return s
+}
+
+// restore undoes a change made since s was saved: the checks it started
+// stop, those it stopped start again (with the health state they had).
+func (e *Engine) restore(s saved) {
+	for k, st := range e.backends {
+		if s.backends[k] != st && st.check != nil {
+			st.check.stop() // a backend the change added
+		}
+	}
+	for st, v := range s.states {
+		cur := st.check
+		*st = v
+		if cur != v.check {
+			// The change stopped v.check and may have started cur.
+			if cur != nil {
+				cur.stop()
+			}
+			st.check = nil
+		}
+	}
+	e.cfg, e.backends, e.freed, e.next = s.cfg, s.backends, s.freed, s.next
+	e.syncChecks()
 }
 
 // diffConfigs describes what changed between two configurations.
@@ -74,14 +144,28 @@ func diffConfigs(a, b *config.Config) []string {
 		for i := range o.Backends {
 			ob[o.Backends[i].Address] = &o.Backends[i]
 		}
+		var checks []string // backends whose health check changed
+		kept := 0
 		for _, nb := range s.Backends {
 			switch p, ok := ob[nb.Address]; {
 			case !ok:
 				out = append(out, fmt.Sprintf("%s: backend %s added", s.Name, nb.Address))
-			case p.Weight != nb.Weight:
-				out = append(out, fmt.Sprintf("%s: backend %s weight %d → %d", s.Name, nb.Address, p.Weight, nb.Weight))
+			default:
+				kept++
+				if p.Weight != nb.Weight {
+					out = append(out, fmt.Sprintf("%s: backend %s weight %d → %d", s.Name, nb.Address, p.Weight, nb.Weight))
+				}
+				if !specEqual(p.Health.Spec(), nb.Health.Spec()) {
+					checks = append(checks, nb.Address.String())
+				}
 			}
 			delete(ob, nb.Address)
+		}
+		switch {
+		case len(checks) > 0 && len(checks) == kept:
+			out = append(out, s.Name+": health check changed")
+		case len(checks) > 0:
+			out = append(out, fmt.Sprintf("%s: health check of %s changed", s.Name, strings.Join(checks, ", ")))
 		}
 		for addr := range ob {
 			out = append(out, fmt.Sprintf("%s: backend %s removed", s.Name, addr))
@@ -94,6 +178,15 @@ func diffConfigs(a, b *config.Config) []string {
 		if _, ok := bs[s.Name]; !ok {
 			out = append(out, "service "+s.Name+" removed")
 		}
+	}
+	if a.Seed != b.Seed {
+		out = append(out, "seed changed (every service's Maglev table is rebuilt)")
+	}
+	if a.DrainTimeout != b.DrainTimeout {
+		out = append(out, fmt.Sprintf("drain_timeout %s → %s", a.DrainTimeout, b.DrainTimeout))
+	}
+	if a.NeighborRefresh != b.NeighborRefresh {
+		out = append(out, fmt.Sprintf("neighbor_refresh %s → %s", a.NeighborRefresh, b.NeighborRefresh))
 	}
 	slices.Sort(out)
 	return out
@@ -115,10 +208,14 @@ func (e *Engine) SetDrained(ctx context.Context, service string, addr netip.Addr
 		}
 		st.drained = drained
 		action := "enabled"
-		if drained {
+		switch {
+		case drained:
 			action = "drained"
 			st.drainAt = time.Now()
-		} else {
+		case e.configuredWeight(service, addr) == 0:
+			// Still draining by its configured weight 0: its drain
+			// timeout keeps running.
+		default:
 			st.drainAt = time.Time{}
 		}
 		e.log.Info("backend "+addr.String()+" "+action+" by an admin action", "service", service, "backend", addr)
@@ -127,6 +224,21 @@ func (e *Engine) SetDrained(ctx context.Context, service string, addr netip.Addr
 		return derr
 	}
 	return err
+}
+
+// configuredWeight is a backend's weight in the running configuration.
+func (e *Engine) configuredWeight(service string, addr netip.Addr) uint32 {
+	for _, s := range e.cfg.Services {
+		if s.Name != service {
+			continue
+		}
+		for _, b := range s.Backends {
+			if b.Address == addr {
+				return b.Weight
+			}
+		}
+	}
+	return 0
 }
 
 // Status is a snapshot of the services and their backends.

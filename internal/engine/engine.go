@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/dsrlb/dsrlb/dataplane"
 	"github.com/dsrlb/dsrlb/healthcheck"
 	"github.com/dsrlb/dsrlb/internal/config"
 )
@@ -28,8 +29,10 @@ type Resolver interface {
 	Lookup(addrs []netip.Addr) (map[netip.Addr][6]byte, error)
 }
 
-// maxSlots bounds the backend counter slots (dataplane.MaxBackendSlots).
-const maxSlots = 4096
+// maxSlots bounds the backend counter slots: Backend.Slot indexes the
+// dataplane's per-backend counters. config.MaxBackends keeps a valid
+// configuration within it (a test holds the two equal).
+const maxSlots = dataplane.MaxBackendSlots
 
 // ErrNotFound is returned by admin actions naming an unknown service or
 // backend.
@@ -60,9 +63,11 @@ type Engine struct {
 	macs     map[netip.Addr][6]byte
 	missing  map[netip.Addr]bool // backends left out for want of a MAC (logged once)
 	backends map[backendKey]*backendState
-	freed    []uint16 // counter slots free for reuse
-	next     uint16   // next never-used counter slot
-	builds   uint64   // tables published
+	freed    []uint16     // counter slots free for reuse
+	next     uint16       // next never-used counter slot
+	initErr  error        // from New's syncBackends, returned by Initial
+	refresh  *time.Ticker // Run's neighbour refresh (re-armed by a reload)
+	builds   uint64       // tables published
 	lastCost time.Duration
 }
 
@@ -112,7 +117,7 @@ func New(cfg *config.Config, r Resolver, dsr healthcheck.DSRProber, log *slog.Lo
 		cfg: cfg, macs: map[netip.Addr][6]byte{}, missing: map[netip.Addr]bool{},
 		backends: map[backendKey]*backendState{},
 	}
-	e.syncBackends()
+	_, e.initErr = e.syncBackends()
 	return e
 }
 
@@ -122,6 +127,9 @@ func (e *Engine) Table() *balancer.Table { return e.table.Load() }
 // Initial resolves the backends' MACs, waiting up to wait for the kernel to
 // resolve them, and builds the first table. Call it before Run.
 func (e *Engine) Initial(ctx context.Context, wait time.Duration) (*balancer.Table, error) {
+	if e.initErr != nil {
+		return nil, e.initErr
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		if err := e.refreshMACs(); err != nil {
@@ -155,12 +163,8 @@ func (e *Engine) Run(ctx context.Context, dp Dataplane) error {
 	e.dp, e.ctx = dp, ctx
 	defer e.stopChecks()
 	e.syncChecks()
-	every := e.cfg.NeighborRefresh
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	e.refresh = time.NewTicker(refreshEvery(e.cfg))
+	defer e.refresh.Stop()
 	fast := time.NewTicker(time.Second) // unresolved backends and drain timeouts
 	defer fast.Stop()
 	for {
@@ -171,7 +175,7 @@ func (e *Engine) Run(ctx context.Context, dp Dataplane) error {
 			f()
 		case ke := <-e.events:
 			e.healthEvent(ke)
-		case <-tick.C:
+		case <-e.refresh.C:
 			e.refreshAndPublish()
 		case <-fast.C:
 			if len(e.unresolved()) > 0 {
@@ -181,6 +185,26 @@ func (e *Engine) Run(ctx context.Context, dp Dataplane) error {
 			}
 		}
 	}
+}
+
+// needsDSRProber reports whether a check of cfg probes the DSR path.
+func needsDSRProber(cfg *config.Config) bool {
+	for _, s := range cfg.Services {
+		for _, b := range s.Backends {
+			if b.Health.VIP && b.Health.Kind != "none" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refreshEvery is how often Run re-resolves backend MACs.
+func refreshEvery(cfg *config.Config) time.Duration {
+	if cfg.NeighborRefresh <= 0 {
+		return 10 * time.Second
+	}
+	return cfg.NeighborRefresh
 }
 
 // do runs f on Run's goroutine and waits for it; ErrNotRunning if Run is not
@@ -206,20 +230,21 @@ func (e *Engine) refreshAndPublish() {
 }
 
 // publish builds a table from the current state and gives it to the
-// dataplane if it differs from the running one. why is logged.
-func (e *Engine) publish(why string) {
+// dataplane if it differs from the running one. why is logged. An error
+// (logged too) means the running table stays.
+func (e *Engine) publish(why string) error {
 	start := time.Now()
 	t, err := e.build()
 	if err != nil {
 		e.log.Error("table rebuild failed; keeping the running table", "err", err)
-		return
+		return fmt.Errorf("build the table: %w", err)
 	}
 	if sameTable(e.table.Load(), t) {
-		return
+		return nil
 	}
 	if err := e.dp.SetTable(t); err != nil {
 		e.log.Error("publish table failed; keeping the running table", "err", err)
-		return
+		return fmt.Errorf("publish the table: %w", err)
 	}
 	e.table.Store(t)
 	e.builds++
@@ -229,19 +254,39 @@ func (e *Engine) publish(why string) {
 		attrs = append(attrs, "why", why)
 	}
 	e.log.Info("published new table", attrs...)
+	return nil
 }
 
-// syncBackends makes e.backends match the config: new backends get a
-// counter slot and start healthy, removed ones release theirs.
-func (e *Engine) syncBackends() {
+// syncBackends makes e.backends match the config: removed backends release
+// their counter slots first (so that a renamed service can reuse them), then
+// new backends get one and start healthy. The removed backends' states are
+// returned with their checks still running: the caller stops them once the
+// change is committed (a failed reload puts them back).
+func (e *Engine) syncBackends() ([]*backendState, error) {
 	seen := map[backendKey]bool{}
 	for _, s := range e.cfg.Services {
 		for _, b := range s.Backends {
+			seen[backendKey{s.Name, b.Address}] = true
+		}
+	}
+	var removed []*backendState
+	for k, st := range e.backends {
+		if !seen[k] {
+			removed = append(removed, st)
+			e.freed = append(e.freed, st.slot)
+			delete(e.backends, k)
+		}
+	}
+	for _, s := range e.cfg.Services {
+		for _, b := range s.Backends {
 			k := backendKey{s.Name, b.Address}
-			seen[k] = true
 			st, ok := e.backends[k]
 			if !ok {
-				st = &backendState{slot: e.allocSlot(), healthy: true, reason: reasonUnchecked, since: time.Now()}
+				slot, err := e.allocSlot()
+				if err != nil {
+					return removed, fmt.Errorf("service %s, backend %s: %w", s.Name, b.Address, err)
+				}
+				st = &backendState{slot: slot, healthy: true, reason: reasonUnchecked, since: time.Now()}
 				e.backends[k] = st
 			}
 			if b.Weight == 0 && st.drainAt.IsZero() {
@@ -252,26 +297,22 @@ func (e *Engine) syncBackends() {
 			}
 		}
 	}
-	for k, st := range e.backends {
-		if !seen[k] {
-			if st.check != nil {
-				st.check.stop()
-			}
-			e.freed = append(e.freed, st.slot)
-			delete(e.backends, k)
-		}
-	}
+	return removed, nil
 }
 
-func (e *Engine) allocSlot() uint16 {
+// allocSlot hands out a free counter slot.
+func (e *Engine) allocSlot() (uint16, error) {
 	if n := len(e.freed); n > 0 {
 		s := e.freed[n-1]
 		e.freed = e.freed[:n-1]
-		return s
+		return s, nil
+	}
+	if int(e.next) >= maxSlots {
+		return 0, fmt.Errorf("no backend counter slot left: all %d are in use", maxSlots)
 	}
 	s := e.next
 	e.next++
-	return s
+	return s, nil
 }
 
 // backendAddrs returns every backend address without a static MAC.
@@ -416,7 +457,7 @@ func sameTable(a, b *balancer.Table) bool {
 		return a == b
 	}
 	as, bs := a.Services(), b.Services()
-	if len(as) != len(bs) {
+	if a.Seed() != b.Seed() || len(as) != len(bs) {
 		return false
 	}
 	for i := range as {

@@ -37,9 +37,21 @@ func (f *fakeResolver) set(a netip.Addr, m [6]byte) {
 	f.macs[a] = m
 }
 
-type fakeDataplane struct{ tables chan *balancer.Table }
+type fakeDataplane struct {
+	tables chan *balancer.Table
+	// refuse, if set, returns the error SetTable fails with for a table.
+	refuse func(*balancer.Table) error
+}
 
-func (f *fakeDataplane) SetTable(t *balancer.Table) error { f.tables <- t; return nil }
+func (f *fakeDataplane) SetTable(t *balancer.Table) error {
+	if f.refuse != nil {
+		if err := f.refuse(t); err != nil {
+			return err
+		}
+	}
+	f.tables <- t
+	return nil
+}
 
 var _ Resolver = (*fakeResolver)(nil)
 var _ Dataplane = (*fakeDataplane)(nil)

@@ -5,17 +5,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/healthcheck"
-	"github.com/dsrlb/dsrlb/internal/config"
 )
-
-// healthSpec converts a configured check.
-func healthSpec(h *config.Health) healthcheck.Spec {
-	return healthcheck.Spec{
-		Kind: healthcheck.Kind(h.Kind), Port: h.Port, Path: h.Path, Method: h.Method, Host: h.Host,
-		Expect: h.Expect, TLSVerify: h.TLSVerify, Query: h.Query, VIP: h.VIP,
-		Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall,
-	}
-}
 
 // syncChecks starts, restarts and stops checkers so that every backend with
 // a check has one running with its current spec and target. It runs on
@@ -29,7 +19,7 @@ func (e *Engine) syncChecks() {
 			b := &s.Backends[i]
 			k := backendKey{s.Name, b.Address}
 			st := e.backends[k]
-			spec := healthSpec(&b.Health)
+			spec := b.Health.Spec()
 			mac, _ := e.mac(b)
 			target := healthcheck.Target{Addr: b.Address, Port: s.Port, VIP: s.VIP, MAC: mac}
 			if c := st.check; c != nil {
@@ -53,7 +43,14 @@ func (e *Engine) syncChecks() {
 			}
 			p, err := e.newProber(spec, e.dsr)
 			if err != nil {
-				e.log.Error("health check not started", "service", s.Name, "backend", b.Address, "err", err)
+				// Config validation and reload's checks make this
+				// unreachable; should it happen, the backend counts as
+				// unchecked (up), not frozen in its last state.
+				e.log.Error("health check not started; the backend counts as up", "service", s.Name, "backend", b.Address, "err", err)
+				if !st.healthy {
+					st.since = time.Now()
+				}
+				st.healthy, st.reason = true, "health check not started: "+err.Error()
 				continue
 			}
 			ctx, stop := context.WithCancel(e.ctx)

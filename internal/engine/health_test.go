@@ -168,7 +168,7 @@ func TestDrainAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if summary != "web: backend 198.18.0.11 weight 1 → 3; web: backend 198.18.0.13 removed" {
+	if summary != "web: backend 198.18.0.11 weight 1 → 3; web: backend 198.18.0.13 removed; web: health check changed" {
 		t.Errorf("summary %q", summary)
 	}
 	tab = waitTable(t, dp)

@@ -15,6 +15,9 @@ type ServeOptions struct {
 	// ConfigPath is the file Config came from, re-read on reload; "" when
 	// the balancer was started from flags (reloads are refused).
 	ConfigPath string
+	// Adjust, if set, is applied to every configuration a reload reads
+	// from ConfigPath, as it was to Config (the command line's overrides).
+	Adjust func(*config.Config) error
 	// Reload receives a value for every reload request (SIGHUP).
 	Reload <-chan struct{}
 	// Admin, if set, serves the admin endpoint on ln (bound to

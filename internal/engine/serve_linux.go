@@ -101,6 +101,11 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		if err != nil {
 			return "", fmt.Errorf("reload %s refused, the running configuration stays:\n%w", o.ConfigPath, err)
 		}
+		if o.Adjust != nil {
+			if err := o.Adjust(ncfg); err != nil {
+				return "", fmt.Errorf("reload %s refused, the running configuration stays: %w", o.ConfigPath, err)
+			}
+		}
 		return e.Reload(ctx, ncfg)
 	}
 
@@ -140,17 +145,6 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	cancel()
 	wg.Wait()
 	return dp.Stats(), err
-}
-
-func needsDSRProber(cfg *config.Config) bool {
-	for _, s := range cfg.Services {
-		for _, b := range s.Backends {
-			if b.Health.VIP && b.Health.Kind != "none" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // resolveVIPMAC turns the config's vip_mac into dataplane.Config.VIPMAC:

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/dsrlb/dsrlb/dataplane"
+	"github.com/dsrlb/dsrlb/healthcheck"
+	"github.com/dsrlb/dsrlb/internal/config"
+)
+
+// runEngine runs an engine on cfg whose checks (if any) answer from sp,
+// publishing to dp; the engine stops when the test ends.
+func runEngine(t *testing.T, cfg *config.Config, r *fakeResolver, sp *scriptedProber, dp *fakeDataplane) *Engine {
+	t.Helper()
+	e := New(cfg, r, nil, nil)
+	if sp != nil {
+		e.newProber = func(healthcheck.Spec, healthcheck.DSRProber) (healthcheck.Prober, error) { return sp, nil }
+	}
+	if _, err := e.Initial(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx, dp); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+func stateOf(t *testing.T, e *Engine, service string, a netip.Addr) string {
+	t.Helper()
+	st, err := e.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Services {
+		for _, b := range s.Backends {
+			if s.Name == service && b.Address == a.String() {
+				return b.State
+			}
+		}
+	}
+	return "absent"
+}
+
+// A reload whose table the dataplane refuses changes nothing: the reload
+// fails, the running configuration stays (a removed backend included, its
+// check still running), and later changes still reach the dataplane.
+func TestReloadRefusedByDataplaneIsUndone(t *testing.T) {
+	local := netip.MustParseAddr("198.18.0.200") // stands for an address of this host
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 100), refuse: func(tab *balancer.Table) error {
+		if slices.Contains(tab.VIPs(), local) {
+			return fmt.Errorf("VIP %s is an address of this host", local)
+		}
+		return nil
+	}}
+	cfg := testConfig()
+	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 1, Fall: 1}
+	cfg.Services[0].Health = h
+	for i := range cfg.Services[0].Backends {
+		cfg.Services[0].Backends[i].Health = h
+	}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	sp := &scriptedProber{answer: map[netip.Addr]func() error{}}
+	e := runEngine(t, cfg, r, sp, dp)
+	ctx := context.Background()
+
+	bad := testConfig()
+	bad.Services[0].Health = h
+	for i := range bad.Services[0].Backends {
+		bad.Services[0].Backends[i].Health = h
+	}
+	bad.Services[0].Backends = bad.Services[0].Backends[:2] // .13 removed
+	bad.Services[0].Backends[0].Health.Kind = "none"        // .11's check changed
+	bad.Services = append(bad.Services, config.Service{Name: "api", VIP: local, Port: 443, Protocol: config.TCP, TableSize: 251,
+		Backends: []config.Backend{{Address: netip.MustParseAddr("198.18.0.21"), Weight: 1, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x21}}}})
+	summary, err := e.Reload(ctx, bad)
+	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), local.String()) {
+		t.Fatalf("reload with a refused table: summary %q, err %v; want it refused, saying why", summary, err)
+	}
+	st, err := e.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 1 || len(st.Services[0].Backends) != 3 || st.Services[0].Check != "tcp" {
+		t.Fatalf("after the refused reload: %+v; want the running configuration (web, 3 backends, tcp checks)", st.Services)
+	}
+	// .13's and .11's checks run as before: a failure of each is published.
+	for _, a := range []netip.Addr{b13, b11} {
+		sp.set(a, func() error { return errors.New("connection refused") })
+		tab := waitTable(t, dp)
+		if has(tab, a) {
+			t.Fatalf("%s failed its check after the refused reload, but the table still has it: %v", a, backends(tab))
+		}
+		sp.set(a, nil)
+		if tab := waitTable(t, dp); !has(tab, a) {
+			t.Fatalf("%s recovered, but the table does not have it: %v", a, backends(tab))
+		}
+	}
+	// A good reload after it applies.
+	good := testConfig()
+	good.Services[0].Backends = good.Services[0].Backends[:2]
+	if summary, err := e.Reload(ctx, good); err != nil || summary != "web: backend 198.18.0.13 removed; web: health check changed" {
+		t.Fatalf("good reload: %q, %v", summary, err)
+	}
+	if tab := waitTable(t, dp); has(tab, b13) {
+		t.Fatalf("after removing .13: %v", backends(tab))
+	}
+}
+
+func manyBackends(name string, n int, tableSize uint32) config.Service {
+	s := config.Service{Name: name, VIP: netip.MustParseAddr("198.18.0.100"), Port: 80, Protocol: config.TCP, TableSize: tableSize}
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)})
+		s.Backends = append(s.Backends, config.Backend{Address: a, Weight: 1, MAC: net.HardwareAddr{2, 0, 0, 0, byte(i >> 8), byte(i)}})
+	}
+	return s
+}
+
+// Counter slots are bounded by the dataplane's arrays; a renamed service
+// reuses its old backends' slots instead of needing twice as many; an
+// engine given more backends than slots fails cleanly.
+func TestBackendSlots(t *testing.T) {
+	if config.MaxBackends != dataplane.MaxBackendSlots || maxSlots != dataplane.MaxBackendSlots {
+		t.Fatalf("config.MaxBackends %d, maxSlots %d, dataplane.MaxBackendSlots %d: must be equal", config.MaxBackends, maxSlots, dataplane.MaxBackendSlots)
+	}
+	cfg := testConfig()
+	cfg.Services = []config.Service{manyBackends("a", 2049, 4099)}
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	e := runEngine(t, cfg, &fakeResolver{}, nil, dp)
+	renamed := testConfig()
+	renamed.Services = []config.Service{manyBackends("b", 2049, 4099)}
+	if _, err := e.Reload(context.Background(), renamed); err != nil {
+		t.Fatalf("renaming a service of 2049 backends: %v", err)
+	}
+	tab := waitTable(t, dp)
+	for _, b := range tab.Services()[0].Backends() {
+		if int(b.Slot) >= dataplane.MaxBackendSlots {
+			t.Fatalf("backend %s got slot %d, beyond %d", b.Addr, b.Slot, dataplane.MaxBackendSlots)
+		}
+	}
+
+	over := testConfig()
+	over.Services = []config.Service{manyBackends("a", dataplane.MaxBackendSlots+1, 8191)}
+	if _, err := New(over, &fakeResolver{}, nil, nil).Initial(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "slot") {
+		t.Fatalf("%d backends: Initial returned %v; want an error about counter slots", dataplane.MaxBackendSlots+1, err)
+	}
+}
+
+// A reload that changes only the seed rebuilds every table with it.
+func TestReloadSeed(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	e := runEngine(t, testConfig(), r, nil, dp)
+	cfg := testConfig()
+	cfg.Seed = 42
+	summary, err := e.Reload(context.Background(), cfg)
+	if err != nil || !strings.Contains(summary, "seed changed") {
+		t.Fatalf("seed-only reload: %q, %v", summary, err)
+	}
+	if tab := waitTable(t, dp); tab.Seed() != 42 {
+		t.Fatalf("published table has seed %d, want 42", tab.Seed())
+	}
+}
+
+// A reload's neighbor_refresh takes effect: the refresh that notices a
+// changed MAC runs at the new interval.
+func TestReloadNeighborRefresh(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	cfg := testConfig()
+	cfg.NeighborRefresh = time.Hour
+	e := runEngine(t, cfg, r, nil, dp)
+	cfg = testConfig() // 20 ms
+	if summary, err := e.Reload(context.Background(), cfg); err != nil || summary != "neighbor_refresh 1h0m0s → 20ms" {
+		t.Fatalf("reload: %q, %v", summary, err)
+	}
+	r.set(b11, [6]byte{2, 0, 0, 0, 0, 0x99})
+	if tab := waitTable(t, dp); backends(tab)[b11] != [6]byte{2, 0, 0, 0, 0, 0x99} {
+		t.Fatalf("after .11's MAC changed: %v", backends(tab))
+	}
+}
+
+// An admin enable of a backend whose configured weight is 0 leaves it
+// draining under drain_timeout: it is cut off when the timeout passes.
+func TestEnableKeepsConfiguredDrain(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	cfg := testConfig()
+	cfg.DrainTimeout = 300 * time.Millisecond
+	cfg.Services[0].Backends[1].Weight = 0 // .12 draining by config
+	e := runEngine(t, cfg, r, nil, dp)
+	ctx := context.Background()
+	if err := e.SetDrained(ctx, "web", b12, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetDrained(ctx, "web", b12, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for stateOf(t, e, "web", b12) != "out" {
+		if time.Now().After(deadline) {
+			t.Fatalf(".12 (weight 0, drain_timeout 300ms) is %q 5 s after an admin enable; want it out", stateOf(t, e, "web", b12))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A reload that adds the first DSR-path check is refused when the engine has
+// no DSR prober, instead of leaving the check silently unstarted.
+func TestReloadRefusesDSRCheckWithoutProber(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	e := runEngine(t, testConfig(), &fakeResolver{}, nil, dp)
+	cfg := testConfig()
+	cfg.Services[0].Backends[2].Health = config.Health{Kind: "tcp", VIP: true, Interval: time.Second, Timeout: time.Second, Rise: 1, Fall: 1}
+	if _, err := e.Reload(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("reload adding a vip: true check without a DSR prober: %v; want it refused", err)
+	}
+}
