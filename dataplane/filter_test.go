@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -103,6 +104,47 @@ func TestVIPFilter(t *testing.T) {
 	}
 	if runFilter(t, vipFilter([]netip.Addr{vip6}), buildFrame(t, client4, vip4a, layers.IPProtocolTCP, 1, 80, nil)) != 0 {
 		t.Error("v4 frame accepted by a v6-only filter")
+	}
+}
+
+// Up to maxFilterVIPs VIPs, of either family or both, the filter is exact:
+// every VIP's frames pass, tagged frames pass, and nothing else does. (IPv6
+// VIPs cost 8 instructions each: laid out naively, jumps past 255
+// instructions wrap and the first VIPs' frames are rejected.)
+func TestVIPFilterExactAtTheLimit(t *testing.T) {
+	client4, client6 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("2001:db8::2")
+	v6 := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: 1}) }
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}) }
+	tagged := buildFrame(t, client4, v4(0), layers.IPProtocolUDP, 1000, 53, nil)
+	tagged = append(tagged[:12:12], append([]byte{0x81, 0x00, 0, 7}, tagged[12:]...)...)
+	for _, mix := range []struct{ n4, n6 int }{{maxFilterVIPs, 0}, {0, maxFilterVIPs}, {maxFilterVIPs / 2, maxFilterVIPs / 2}, {1, maxFilterVIPs - 1}} {
+		var vips []netip.Addr
+		for i := range mix.n4 {
+			vips = append(vips, v4(i))
+		}
+		for i := range mix.n6 {
+			vips = append(vips, v6(i))
+		}
+		// The widened filter of a table change joins old and new sets.
+		for _, list := range [][]netip.Addr{vips, append(slices.Clone(vips), vips...)} {
+			prog := vipFilter(list)
+			for _, vip := range vips {
+				src := client4
+				if vip.Is6() {
+					src = client6
+				}
+				if runFilter(t, prog, buildFrame(t, src, vip, layers.IPProtocolTCP, 1000, 80, nil)) == 0 {
+					t.Errorf("%d IPv4 + %d IPv6 VIPs: a frame to %s is rejected", mix.n4, mix.n6, vip)
+				}
+			}
+			if runFilter(t, prog, buildFrame(t, client4, v4(200), layers.IPProtocolTCP, 1000, 80, nil)) != 0 ||
+				runFilter(t, prog, buildFrame(t, client6, v6(200), layers.IPProtocolTCP, 1000, 80, nil)) != 0 {
+				t.Errorf("%d IPv4 + %d IPv6 VIPs: a frame to another address passes (not the exact filter)", mix.n4, mix.n6)
+			}
+			if runFilter(t, prog, tagged) == 0 {
+				t.Errorf("%d IPv4 + %d IPv6 VIPs: a VLAN-tagged frame is rejected", mix.n4, mix.n6)
+			}
+		}
 	}
 }
 
