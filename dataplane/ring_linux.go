@@ -260,6 +260,13 @@ func (r *ring) spin(d time.Duration) bool {
 }
 
 // wait blocks in poll until the current slot is ready or timeoutMs passes.
+//
+// A pending socket error (ENETDOWN when the interface goes down: the kernel
+// sets it on every packet socket bound there, and the ring keeps working when
+// it comes back up) makes poll return POLLERR at once, every time, until
+// something reads it; wait reads it (SO_ERROR clears it), so an idle worker
+// sleeps instead of spinning, and the next big frame's recvfrom does not
+// fail on it.
 func (r *ring) wait(timeoutMs int) error {
 	fds := [1]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
 	for !r.ready() {
@@ -269,6 +276,9 @@ func (r *ring) wait(timeoutMs int) error {
 		}
 		if err != nil {
 			return os.NewSyscallError("poll", err)
+		}
+		if fds[0].Revents&unix.POLLERR != 0 {
+			unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 		}
 		return nil
 	}
@@ -311,13 +321,21 @@ func (r *ring) flush() { r.tx.kick() }
 // fit a slot, into r.big at offset off, preceded by its virtio_net_hdr. It
 // returns the number of bytes read (header included), or -1 if there was no
 // frame or it did not fit.
+//
+// A pending socket error fails a recvfrom before it dequeues anything (and
+// is cleared by it), so it is retried once: otherwise the frame would stay
+// queued and every later COPY slot would read the frame before its own.
 func (r *ring) recvBig(off int) int {
 	b := r.big[off:]
+	retried := false
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
 		switch {
 		case errno == unix.EINTR:
+			continue
+		case errno != 0 && errno != unix.EAGAIN && !retried:
+			retried = true
 			continue
 		case errno != 0 || int(n) > len(b):
 			return -1

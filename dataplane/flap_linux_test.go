@@ -1,0 +1,97 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+)
+
+// cpuTime is the CPU time this process has used.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// After the balancer's interface goes down and up, the kernel leaves
+// ENETDOWN pending on the worker's socket. An idle worker must still sleep
+// (a pending error makes poll return at once), and the next frame too large
+// for a ring slot, read from the socket, must be forwarded (a pending error
+// fails that read without dequeuing the frame).
+func TestWorkerAfterLinkFlap(t *testing.T) {
+	p := newTxPair(t)
+	for _, l := range []string{"a", "b"} {
+		link, err := p.h.LinkByName(l)
+		if err == nil {
+			err = p.h.LinkSetMTU(link, 9000)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var d *Dataplane
+	err := p.ns.Do(func() error {
+		var err error
+		d, err = Open(Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1}}, testTable(t))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	rx := p.receiver(t)
+
+	if err := p.h.LinkSetDown(p.a); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.h.LinkSetUp(p.a); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the carrier comes back asynchronously
+	before := cpuTime(t)
+	time.Sleep(time.Second)
+	if used := cpuTime(t) - before; used > 300*time.Millisecond {
+		t.Errorf("the process used %v of CPU in 1 s with an idle worker after a link flap: the worker spins", used)
+	}
+
+	payload := bytes.Repeat([]byte("big frame "), 600) // 6000 bytes: no 2 KiB ring slot holds it
+	f := buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, 1234, 53, payload)
+	copy(f[0:6], p.a.Attrs().HardwareAddr)
+	if err := sendPinned(p, 0, [][]byte{f}); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(3 * time.Second))
+	unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	buf := make([]byte, 16384)
+	for {
+		n, _, err := unix.Recvfrom(rx, buf, 0)
+		if err == unix.ENETDOWN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break // the timeout
+		}
+		if n == len(f) && bytes.Equal(buf[12:n], f[12:]) {
+			return // forwarded, the IP packet untouched
+		}
+	}
+	st := d.Stats()
+	t.Fatalf("the %d-byte frame sent after the link flap was not forwarded (received %d, forwarded %d, truncated %d)",
+		len(f), st.Received, st.Forwarded(), st.Reasons[DropTruncated])
+}
