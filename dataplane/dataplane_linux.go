@@ -24,7 +24,8 @@ type sysDataplane struct {
 	responder *responder
 	vips      []netip.Addr // the VIPs the filters and responder currently hold
 	drop      *kernelDrop  // nil: nft not available
-	mu        sync.Mutex   // serialises SetTable
+	mu        sync.Mutex   // serialises SetTable and Run's teardown
+	closed    bool         // under mu: Run has released the sockets
 	stop      chan struct{}
 }
 
@@ -98,7 +99,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	for i := 0; i < cfg.Workers; i++ {
 		r, err := openRing(ifi.Index, cfg.Ring, group, filter)
 		if err == nil && virtual {
-			err = r.acceptMAC(ifi.Index, d.mac)
+			if err = r.acceptMAC(ifi.Index, d.mac); err != nil {
+				r.close()
+			}
 		}
 		if err != nil {
 			d.closeRings()
@@ -179,6 +182,9 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 	}
 	d.sys.mu.Lock()
 	defer d.sys.mu.Unlock()
+	if d.sys.closed {
+		return errors.New("dataplane: stopped")
+	}
 	vips := t.VIPs()
 	if !slices.Equal(vips, d.sys.vips) {
 		if err := CheckVIPsNotLocal(vips); err != nil {
@@ -203,13 +209,15 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 			}
 		}
 		d.publish(t)
-		for _, r := range d.sys.rings {
-			if err := setFilter(r.fd, filter); err != nil {
-				return err
-			}
-		}
 		d.sys.vips = vips
 		d.sys.responder.setVIPs(vips)
+		for _, r := range d.sys.rings {
+			if err := setFilter(r.fd, filter); err != nil {
+				// The table is published: a filter left wider than it
+				// needs passes frames the workers drop as not_vip.
+				d.cfg.Log.Error("narrow the socket filter to the new VIPs", "err", err)
+			}
+		}
 		return nil
 	}
 	d.publish(t)
@@ -223,7 +231,9 @@ func (d *Dataplane) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); d.sys.responder.run(rctx) }()
+	d.sys.mu.Lock()
 	d.sys.responder.setVIPs(d.sys.vips)
+	d.sys.mu.Unlock()
 	errs := make([]error, len(d.workers))
 	cpus := workerCPUs(len(d.workers), d.cfg.CPUs)
 	if len(d.cfg.CPUs) > 0 && len(d.workers) > len(d.cfg.CPUs) {
@@ -247,7 +257,10 @@ func (d *Dataplane) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	d.sys.mu.Lock() // a SetTable still running finishes first; later ones fail
+	d.sys.closed = true
 	errs = append(errs, d.closeRings(), d.removeDrop())
+	d.sys.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -322,7 +335,6 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	// when the frame reached the interface if the system takes receive
 	// timestamps: the ring wait ends here, for the whole batch.
 	now, wall := d.clock()
-	refused := 0
 	for range r.batch {
 		s, status, ok := r.next()
 		if !ok {
@@ -336,9 +348,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 			// Too large for a slot: the whole frame waits on the socket.
 			// Send what is queued first, so frames keep their order.
 			r.flush()
-			if !d.forwardBig(w, r, h, status, p, now) {
-				refused++
-			}
+			d.forwardBig(w, r, h, status, p, now)
 		case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minFrameOff || snap < int(h.Len):
 			w.c.received++
 			w.c.reasons[DropTruncated]++
@@ -347,38 +357,37 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 			if status&unix.TP_STATUS_VLAN_VALID != 0 {
 				start = insertVLANTag(s, mac, vlanTPID(h, status), h.Vlan_tci)
 			}
-			refused += r.queue(s[start : mac+snap])
+			if r.queue(s[start:mac+snap]) != 0 {
+				w.refused(snap)
+			}
 		}
 	}
 	r.flush()
 	r.release()
 	w.maintain(now)
-	if refused > 0 {
-		w.c.reasons[Forwarded] -= uint64(refused)
-		w.c.reasons[DropTxError] += uint64(refused)
-	}
 }
 
 // forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket,
-// decides it and sends it at once. It returns false only if the frame was
-// forwarded but the kernel refused to send it.
-func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, p *tableRef, now int64) bool {
+// decides it and sends it at once.
+func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, p *tableRef, now int64) {
 	const off = vlanTagLen // room to put a VLAN tag back
 	n := r.recvBig(off)
 	if n < sizeofVnetHdr+1 {
 		w.c.received++
 		w.c.reasons[DropTruncated]++
-		return true
+		return
 	}
 	mac := off + sizeofVnetHdr
 	if w.handle(r.big[mac:off+n], p.t, p.flows, now) != Forwarded {
-		return true
+		return
 	}
 	start := off
 	if status&unix.TP_STATUS_VLAN_VALID != 0 {
 		start = insertVLANTag(r.big, mac, vlanTPID(h, status), h.Vlan_tci)
 	}
-	return r.send(r.big[start : off+n])
+	if !r.send(r.big[start : off+n]) {
+		w.refused(off + n - mac)
+	}
 }
 
 // vlanTPID is the TPID of the tag the kernel took off a received frame.

@@ -126,3 +126,29 @@ func TestBackendCounters(t *testing.T) {
 		}
 	}
 }
+
+// A forwarded frame that cannot be sent leaves the forwarded counts, its
+// backend's included, and is counted as tx_error.
+func TestRefusedFrameUncounted(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 1000, 80, nil)
+	g := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 1001, 80, []byte("x"))
+	w.Handle(f, tab, 1)
+	w.Handle(g, tab, 1)
+	w.refused(len(g)) // g could not be queued
+	w.publish()
+	var st Stats
+	w.addTo(&st)
+	if st.Reasons[Forwarded] != 1 || st.Reasons[DropTxError] != 1 || st.ForwardedBytes != uint64(len(f)) {
+		t.Errorf("forwarded %d (%d bytes), tx_error %d; want 1 (%d bytes), 1", st.Reasons[Forwarded], st.ForwardedBytes, st.Reasons[DropTxError], len(f))
+	}
+	var pkts, bytes uint64
+	for _, b := range tab.Lookup(vip4, 6, 80).Backends() {
+		pkts += w.pub.backends[b.Slot].Packets.Load()
+		bytes += w.pub.backends[b.Slot].Bytes.Load()
+	}
+	if pkts != 1 || bytes != uint64(len(f)) {
+		t.Errorf("backends counted %d packets, %d bytes; want 1, %d", pkts, bytes, len(f))
+	}
+}

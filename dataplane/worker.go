@@ -63,6 +63,7 @@ type counts struct {
 	backendPkts, backendBytes, backendFlows [MaxBackendSlots]uint64
 	dirty                                   [MaxBackendSlots]bool // slot is in dirtySlots
 	dirtySlots                              []uint16              // slots counted since the last publish
+	lastSlot                                uint16                // the backend of the last frame forwarded
 }
 
 // published is the copy of a worker's counters that other goroutines read.
@@ -417,6 +418,18 @@ func (w *Worker) countBackend(s uint16, n int) {
 	}
 	w.c.backendPkts[s]++
 	w.c.backendBytes[s] += uint64(n)
+	w.c.lastSlot = s
+}
+
+// refused takes back the counts of the frame just forwarded (n bytes, as
+// handled), which could not be sent: it becomes a tx_error, in the totals
+// and in its backend's counters.
+func (w *Worker) refused(n int) {
+	w.c.reasons[Forwarded]--
+	w.c.reasons[DropTxError]++
+	w.c.fwdBytes -= uint64(n)
+	w.c.backendPkts[w.c.lastSlot]--
+	w.c.backendBytes[w.c.lastSlot] -= uint64(n)
 }
 
 func (w *Worker) noService(t *balancer.Table, p *Packet) Reason {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +95,33 @@ func TestWorkerAfterLinkFlap(t *testing.T) {
 	st := d.Stats()
 	t.Fatalf("the %d-byte frame sent after the link flap was not forwarded (received %d, forwarded %d, truncated %d)",
 		len(f), st.Received, st.Forwarded(), st.Reasons[DropTruncated])
+}
+
+// Once Run has returned and released the sockets, SetTable fails instead of
+// setting filters on closed (or reused) descriptors.
+func TestSetTableAfterRun(t *testing.T) {
+	p := newTxPair(t)
+	var d *Dataplane
+	err := p.ns.Do(func() error {
+		var err error
+		d, err = Open(Config{Interface: "a", Workers: 1}, testTable(t))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	tab := addBackend(t, testTable(t), 99, [6]byte{2, 0, 0, 0, 0, 99})
+	if err := d.SetTable(tab); err != nil {
+		t.Fatalf("SetTable while running: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := d.SetTable(testTable(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("SetTable after Run returned: %v; want an error saying the dataplane stopped", err)
+	}
 }
