@@ -57,18 +57,19 @@ type Engine struct {
 	table atomic.Pointer[balancer.Table]
 
 	// Owned by the Run goroutine (and by Initial before Run starts).
-	cfg      *config.Config
-	dp       Dataplane
-	ctx      context.Context // Run's context; checkers run under it
-	macs     map[netip.Addr][6]byte
-	missing  map[netip.Addr]bool // backends left out for want of a MAC (logged once)
-	backends map[backendKey]*backendState
-	freed    []uint16     // counter slots free for reuse
-	next     uint16       // next never-used counter slot
-	initErr  error        // from New's syncBackends, returned by Initial
-	refresh  *time.Ticker // Run's neighbour refresh (re-armed by a reload)
-	builds   uint64       // tables published
-	lastCost time.Duration
+	cfg        *config.Config
+	dp         Dataplane
+	ctx        context.Context // Run's context; checkers run under it
+	macs       map[netip.Addr][6]byte
+	missing    map[netip.Addr]bool // backends left out for want of a MAC (logged once)
+	backends   map[backendKey]*backendState
+	freed      []uint16     // counter slots free for reuse
+	next       uint16       // next never-used counter slot
+	initErr    error        // from New's syncBackends, returned by Initial
+	resolveErr string       // the resolver's last error beside an answer, "" if none
+	refresh    *time.Ticker // Run's neighbour refresh (re-armed by a reload)
+	builds     uint64       // tables published
+	lastCost   time.Duration
 }
 
 const reasonUnchecked = "not checked yet"
@@ -348,6 +349,14 @@ func (e *Engine) refreshMACs() error {
 	if err != nil && got == nil {
 		return fmt.Errorf("resolve backend MACs on %s: %w", e.cfg.Interface, err)
 	}
+	// Errors beside an answer (asking the kernel to resolve one backend
+	// failed) are logged when they change, not at every refresh.
+	if msg := errString(err); msg != e.resolveErr {
+		if msg != "" {
+			e.log.Warn("asking the kernel to resolve backend MACs", "interface", e.cfg.Interface, "err", msg)
+		}
+		e.resolveErr = msg
+	}
 	for _, a := range addrs {
 		mac, ok := got[a]
 		old, had := e.macs[a]
@@ -365,6 +374,13 @@ func (e *Engine) refreshMACs() error {
 		// MAC: health checks, not ARP, decide whether it is alive.
 	}
 	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // mac returns the MAC to send b's frames to.

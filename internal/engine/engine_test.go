@@ -2,20 +2,25 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
 	"github.com/dsrlb/dsrlb/internal/config"
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 type fakeResolver struct {
 	mu   sync.Mutex
 	macs map[netip.Addr][6]byte
 	asks int
+	err  error // returned beside the answer
 }
 
 func (f *fakeResolver) Lookup(addrs []netip.Addr) (map[netip.Addr][6]byte, error) {
@@ -28,7 +33,7 @@ func (f *fakeResolver) Lookup(addrs []netip.Addr) (map[netip.Addr][6]byte, error
 			out[a] = m
 		}
 	}
-	return out, nil
+	return out, f.err
 }
 
 func (f *fakeResolver) set(a netip.Addr, m [6]byte) {
@@ -130,5 +135,25 @@ func waitTable(t *testing.T, dp *fakeDataplane) *balancer.Table {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no table published")
 		return nil
+	}
+}
+
+// An error the resolver returns beside its answer (asking the kernel to
+// resolve one backend failed) is logged, once while it stays the same.
+func TestResolverErrorLoggedOnce(t *testing.T) {
+	var logs syncbuf.Buffer
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{}, err: errors.New("resolve 198.18.0.12: no such device")}
+	e := New(testConfig(), r, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if _, err := e.Initial(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx, &fakeDataplane{tables: make(chan *balancer.Table, 100)}); close(done) }()
+	time.Sleep(300 * time.Millisecond) // refreshes every 20 ms
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "no such device"); n != 1 {
+		t.Fatalf("the resolver's error was logged %d times in 300 ms of refreshes; want once:\n%s", n, logs.String())
 	}
 }
