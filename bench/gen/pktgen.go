@@ -18,22 +18,30 @@ import (
 // thread i (kernel thread kpktgend_i, bound to CPU i) gets the device
 // "IF@i", each device gets count, clone_skb, burst, pkt_size, delay or
 // ratep, dst_mac, src_mac, dst, src_min/src_max, udp_src_min/max,
-// udp_dst_min/max, flows, flowlen and the IPSRC_RND and UDPSRC_RND flags,
-// and pgctrl gets "start" (which blocks until "stop").
+// udp_dst_min/max and the IPSRC_RND and UDPSRC_RND flags (a source address
+// and port drawn per frame), and pgctrl gets "start" (which blocks until
+// "stop").
+//
+// Kernel details this follows (net/core/pktgen.c): pgctrl drops the last
+// byte written (the newline echo adds), so commands end in "\n"; pgctrl acts
+// on the namespace of the writing thread, not of the file, so "start" is
+// written from a thread inside the namespace; random source addresses and
+// ports are drawn from [min, max), so max is one past the last.
 //
 // Limits: UDP only; on veth clone_skb must be 0 and burst 1 (veth cannot
-// share or batch skbs, pktgen refuses otherwise); pktgen's flows keep a
-// random source address for flowlen frames, while source ports are drawn
-// per frame. The module must be loaded (`modprobe pktgen`); Available
-// says whether it is.
+// share or batch skbs, pktgen refuses otherwise). The module must be loaded
+// (`modprobe pktgen`); Available says whether it is.
 type Pktgen struct {
 	// CloneSkb and Burst are written as they are (0 and 1 if unset, the
 	// only values veth accepts).
 	CloneSkb, Burst int
-	// FlowLen is how many frames a flow sends before it draws a new source
-	// address (default 8).
-	FlowLen int
 }
+
+// What pgctrl takes: it drops the last byte written (the newline of echo).
+const (
+	pgctrlStart = "start\n"
+	pgctrlStop  = "stop\n"
+)
 
 // PktgenDir is where pktgen's control files live, for the calling
 // thread's network namespace.
@@ -62,15 +70,11 @@ func (g Pktgen) Script(l *Load) ([]PktgenWrite, error) {
 		return nil, errors.New("pktgen sends UDP only")
 	}
 	addrs, ports := FlowSpace(l.Flows)
-	flowLen := g.FlowLen
-	if flowLen <= 0 {
-		flowLen = 8
-	}
 	burst := max(g.Burst, 1)
 	first := SourceBase.As4()
-	last := first
-	n := uint32(first[2])<<8 | uint32(first[3]) + uint32(addrs-1)
-	last[2], last[3] = byte(n>>8), byte(n)
+	end := first // one past the last source address: pktgen draws from [src_min, src_max)
+	n := uint32(first[2])<<8 | uint32(first[3]) + uint32(addrs)
+	end[2], end[3] = byte(n>>8), byte(n)
 	var w []PktgenWrite
 	for i := 0; i < l.Threads; i++ {
 		thread := fmt.Sprintf("kpktgend_%d", i)
@@ -92,13 +96,11 @@ func (g Pktgen) Script(l *Load) ([]PktgenWrite, error) {
 			"src_mac "+l.SrcMAC.String(),
 			"dst "+l.VIP.Addr().String(),
 			fmt.Sprintf("src_min %d.%d.%d.%d", first[0], first[1], first[2], first[3]),
-			fmt.Sprintf("src_max %d.%d.%d.%d", last[0], last[1], last[2], last[3]),
+			fmt.Sprintf("src_max %d.%d.%d.%d", end[0], end[1], end[2], end[3]),
 			fmt.Sprintf("udp_dst_min %d", l.VIP.Port()),
 			fmt.Sprintf("udp_dst_max %d", l.VIP.Port()),
 			fmt.Sprintf("udp_src_min %d", FirstPort),
-			fmt.Sprintf("udp_src_max %d", FirstPort+ports-1),
-			fmt.Sprintf("flows %d", min(addrs*ports, 65536)), // pktgen's MAX_CFLOWS
-			fmt.Sprintf("flowlen %d", flowLen),
+			fmt.Sprintf("udp_src_max %d", FirstPort+ports), // [min, max) too
 			"flag IPSRC_RND",
 			"flag UDPSRC_RND",
 		)
@@ -132,7 +134,8 @@ func (g Pktgen) Start(ctx context.Context, l Load) (Run, error) {
 			}
 		}
 		// pgctrl is opened here, inside the namespace; "start" blocks in
-		// the write until "stop", so it is written from a goroutine.
+		// the write until "stop", so it is written from a goroutine (on a
+		// thread of its own in the namespace: see the type's doc).
 		f, err := os.OpenFile(PktgenDir+"/pgctrl", os.O_WRONLY, 0)
 		if err != nil {
 			return err
@@ -145,8 +148,10 @@ func (g Pktgen) Start(ctx context.Context, l Load) (Run, error) {
 		return nil, fmt.Errorf("pktgen: set up in %s: %w", l.NS.Name(), err)
 	}
 	go func() {
-		_, err := r.ctrl.WriteString("start")
-		r.started <- err
+		r.started <- l.NS.Do(func() error {
+			_, err := r.ctrl.WriteString(pgctrlStart)
+			return err
+		})
 	}()
 	select {
 	case err := <-r.started:
@@ -187,7 +192,7 @@ var pktgenSofar = regexp.MustCompile(`pkts-sofar:\s*(\d+)`)
 func (r *pktgenRun) Stop() (Result, error) {
 	r.once.Do(func() {
 		var errs []error
-		err := r.l.NS.Do(func() error { return pktgenWrite(PktgenWrite{"pgctrl", "stop"}) })
+		err := r.l.NS.Do(func() error { return pktgenWrite(PktgenWrite{"pgctrl", pgctrlStop}) })
 		if err != nil {
 			errs = append(errs, err)
 		}
