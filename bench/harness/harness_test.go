@@ -433,3 +433,58 @@ func TestNftLocal(t *testing.T) {
 		}
 	}
 }
+
+// A window in which the generator stalled (offered almost nothing, or its
+// ring made no progress) enters no median and no ratio; it is counted and
+// reported.
+func TestStalledWindowsLeftOut(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 3})
+	for rep := 1; rep <= 3; rep++ {
+		r.Measurements = append(r.Measurements,
+			measurement(PhaseThroughput, "dsrlb-w1", rep, 250_000, 250_000, 250_000, 200),
+			measurement(PhaseThroughput, "direct", rep, 500_000, 0, 500_000, 200),
+		)
+	}
+	r.Measurements = append(r.Measurements,
+		measurement(PhaseThroughput, "nft", 1, 300_000, 300_000, 300_000, 200),
+		measurement(PhaseThroughput, "nft", 2, 5_000, 5_000, 5_000, 200), // 1 % of direct's offer
+		measurement(PhaseThroughput, "nft", 3, 280_000, 280_000, 280_000, 200),
+	)
+	r.Measurements[len(r.Measurements)-1].Gen.Stalled = true // the txring generator saw no progress
+	r.summarizeThroughput()
+	for _, s := range r.Throughput {
+		if s.Mode != "nft" {
+			continue
+		}
+		if s.Stalled != 2 || s.Delivered.Median != 300_000 || s.Delivered.Min != 300_000 {
+			t.Errorf("nft: %d stalled, delivered %+v; want 2 stalled and the one good window's 300,000", s.Stalled, s.Delivered)
+		}
+	}
+	for _, q := range r.Ratios {
+		if q.Den == "nft" && (q.OfMedians != 250.0/300 || q.Paired.Min != 250.0/300 || q.Paired.Max != 250.0/300) {
+			t.Errorf("dsrlb-w1 / nft: %+v; want 0.83 from rep 1 only", q)
+		}
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	if !strings.Contains(out.String(), "nft: the generator stalled") || !strings.Contains(out.String(), "in 2 window(s), left out of every figure") {
+		t.Errorf("the stalls are not reported:\n%s", out.String())
+	}
+}
+
+// Saturated means every CPU busy, not the average: one CPU at 100 % and one
+// at 96.5 % (98.25 % together) is not saturated.
+func TestSaturatedPerCPU(t *testing.T) {
+	m := measurement(PhaseThroughput, "nft", 1, 300_000, 300_000, 300_000, 197)
+	if !m.saturated() {
+		t.Fatalf("98.5 %% busy without per-CPU figures: not saturated")
+	}
+	m.Window.PerCPUBusy = []float64{1, 0.965}
+	if m.saturated() {
+		t.Error("CPUs 100 % and 96.5 % busy counted as saturated")
+	}
+	m.Window.PerCPUBusy = []float64{0.99, 0.985}
+	if !m.saturated() {
+		t.Error("CPUs 99 % and 98.5 % busy not counted as saturated")
+	}
+}

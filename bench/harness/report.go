@@ -129,11 +129,26 @@ type Measurement struct {
 	Gen      gen.Result `json:"gen"`
 	ModeNote string     `json:"mode_note,omitempty"`
 	Error    string     `json:"error,omitempty"`
+	// Stalled is set (by the summaries) when the generator stalled in the
+	// window: it offered less than stalledShare of the direct path's median
+	// or its transmit ring made no progress for a while (Gen.Stalled). Such
+	// a window enters no statistic and no ratio; it is counted and reported.
+	Stalled bool `json:"stalled,omitempty"`
 }
+
+// usable reports whether a window enters the statistics: it neither failed
+// nor stalled.
+func (m *Measurement) usable() bool { return m.Error == "" && !m.Stalled }
 
 // saturated reports whether every CPU was busy in the window
 // (SaturatedBusy): the balancer, not a stalled generator, set its rate.
-func (m *Measurement) saturated() bool { return m.CPUBusy >= SaturatedBusy }
+// Without per-CPU figures, all CPUs together.
+func (m *Measurement) saturated() bool {
+	if len(m.Window.PerCPUBusy) == 0 {
+		return m.CPUBusy >= SaturatedBusy
+	}
+	return slices.Min(m.Window.PerCPUBusy) >= SaturatedBusy
+}
 
 func (m *Measurement) setWindow(w testbed.Window) {
 	m.Window = w
@@ -180,8 +195,8 @@ type ModeSummary struct {
 	// LowerBound is set when the balancer sent (almost) everything offered:
 	// the generator, not the balancer, was the limit.
 	LowerBound bool `json:"lower_bound"`
-	// Stalled counts windows in which the generator offered (almost)
-	// nothing.
+	// Stalled counts windows in which the generator stalled (see
+	// Measurement.Stalled), left out of every statistic.
 	Stalled int `json:"stalled"`
 	Failed  int `json:"failed"`
 }
@@ -309,14 +324,25 @@ func (r *Report) modeOrder(phase string) []string {
 	return out
 }
 
-func (r *Report) summarize(phase string) []ModeSummary {
+// markStalled sets Measurement.Stalled on phase's windows.
+func (r *Report) markStalled(phase string) {
 	var directOffered []float64
 	for _, m := range r.Measurements {
-		if m.Phase == phase && m.Mode == "direct" && m.Error == "" {
+		if m.Phase == phase && m.Mode == "direct" && m.Error == "" && !m.Gen.Stalled {
 			directOffered = append(directOffered, m.OfferedPPS)
 		}
 	}
 	dOff := Median(directOffered)
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase == phase && m.Error == "" {
+			m.Stalled = m.Gen.Stalled || dOff > 0 && m.OfferedPPS < stalledShare*dOff
+		}
+	}
+}
+
+func (r *Report) summarize(phase string) []ModeSummary {
+	r.markStalled(phase)
 	var out []ModeSummary
 	for _, mode := range r.modeOrder(phase) {
 		s := ModeSummary{Mode: mode, Phase: phase}
@@ -332,8 +358,9 @@ func (r *Report) summarize(phase string) []ModeSummary {
 				s.Failed++
 				continue
 			}
-			if dOff > 0 && m.OfferedPPS < stalledShare*dOff {
+			if m.Stalled {
 				s.Stalled++
+				continue
 			}
 			del = append(del, m.DeliveredPPS)
 			off = append(off, m.OfferedPPS)
@@ -377,7 +404,7 @@ func (r *Report) values(phase, mode string, f func(*Measurement) float64) []floa
 	var v []float64
 	for i := range r.Measurements {
 		m := &r.Measurements[i]
-		if m.Phase == phase && m.Mode == mode && m.Error == "" {
+		if m.Phase == phase && m.Mode == mode && m.usable() {
 			v = append(v, f(m))
 		}
 	}
@@ -391,7 +418,7 @@ func (r *Report) capacity(mode string) (pps float64, saturated, windows int) {
 	var all, sat []float64
 	for i := range r.Measurements {
 		m := &r.Measurements[i]
-		if m.Phase != PhaseThroughput || m.Mode != mode || m.Error != "" {
+		if m.Phase != PhaseThroughput || m.Mode != mode || !m.usable() {
 			continue
 		}
 		all = append(all, m.DeliveredPPS)
@@ -464,13 +491,13 @@ func (r *Report) pairedValues(phase, num, den string, f func(*Measurement) float
 	byRep := map[int]*Measurement{}
 	for i := range r.Measurements {
 		m := &r.Measurements[i]
-		if m.Phase == phase && m.Mode == den && m.Error == "" {
+		if m.Phase == phase && m.Mode == den && m.usable() {
 			byRep[m.Rep] = m
 		}
 	}
 	for i := range r.Measurements {
 		m := &r.Measurements[i]
-		if m.Phase == phase && m.Mode == num && m.Error == "" && byRep[m.Rep] != nil {
+		if m.Phase == phase && m.Mode == num && m.usable() && byRep[m.Rep] != nil {
 			a = append(a, f(m))
 			b = append(b, f(byRep[m.Rep]))
 		}
@@ -578,14 +605,14 @@ func (r *Report) Print(w io.Writer) {
 			if s.LowerBound {
 				fmt.Fprintf(w, "  %s forwarded everything offered (lb out %s of %s pps): its rate is a LOWER BOUND on its capacity;",
 					s.Mode, thousands(s.LBOut.Median), thousands(s.Offered.Median))
-				if s.CPUBusy.Median >= 0.95 {
-					fmt.Fprintf(w, " all CPUs were busy (%.0f%%): the generator, sharing them, could offer no more\n", 100*s.CPUBusy.Median)
+				if s.CPUBusy.Median >= SaturatedBusy {
+					fmt.Fprintf(w, " the CPUs were busy (%.0f%%): the generator, sharing them, could offer no more\n", 100*s.CPUBusy.Median)
 				} else {
 					fmt.Fprintf(w, " the generator was the limit\n")
 				}
 			}
 			if s.Stalled > 0 {
-				fmt.Fprintf(w, "  %s: the generator stalled (offered < %.0f%% of direct) in %d window(s)\n", s.Mode, stalledShare*100, s.Stalled)
+				fmt.Fprintf(w, "  %s: the generator stalled (offered < %.0f%% of direct's, or its ring made no progress) in %d window(s), left out of every figure\n", s.Mode, stalledShare*100, s.Stalled)
 			}
 			if s.Failed > 0 {
 				fmt.Fprintf(w, "  %s: %d window(s) failed (see errors / JSON)\n", s.Mode, s.Failed)

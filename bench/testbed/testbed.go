@@ -246,13 +246,20 @@ type Window struct {
 	PerSink   []uint64 `json:"per_sink"`   // Delivered by sink
 	PortDrops uint64   `json:"port_drops"` // drop counters of every switch port, summed
 	// CPU is in USER_HZ ticks, all CPUs.
-	CPU     CPUTimes `json:"cpu_ticks"`
-	Softnet Softnet  `json:"softnet"`
+	CPU CPUTimes `json:"cpu_ticks"`
+	// PerCPUBusy is each CPU's busy share of its ticks.
+	PerCPUBusy []float64 `json:"per_cpu_busy"`
+	Softnet    Softnet   `json:"softnet"`
 }
 
 // Window returns the counters' change from a to z.
 func (b *Bed) Window(a, z Snapshot) Window {
 	w := Window{Seconds: z.At.Sub(a.At).Seconds(), CPU: z.CPU.Sub(a.CPU), Softnet: z.Softnet.Sub(a.Softnet)}
+	for i := range min(len(a.PerCPU), len(z.PerCPU)) {
+		if c := z.PerCPU[i].Sub(a.PerCPU[i]); c.Total() > 0 {
+			w.PerCPUBusy = append(w.PerCPUBusy, float64(c.Busy())/float64(c.Total()))
+		}
+	}
 	d := func(h *labnet.Host) labnet.LinkStats { return z.Ports[h.Name].Sub(a.Ports[h.Name]) }
 	w.Offered = d(b.Gen).RxPackets
 	w.LBIn, w.LBOut = d(b.LB).TxPackets, d(b.LB).RxPackets
