@@ -488,3 +488,16 @@ func TestSaturatedPerCPU(t *testing.T) {
 		t.Error("CPUs 99 % and 98.5 % busy not counted as saturated")
 	}
 }
+
+// A --vip-mac the generator could not target is refused in dsrlb's flags.
+func TestValidateVIPMACFlags(t *testing.T) {
+	c := Config{Modes: []string{"dsrlb"}, Workers: []int{1}, Window: time.Second, GenThreads: 1, RPS: "nft", VIPMAC: "auto",
+		DsrlbFlags: []string{"--vip-mac", "interface"}, AltFlags: []string{"--vip-mac=auto"}}
+	if err := c.validate(); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	c.AltFlags = []string{"--vip-mac", "02:00:5e:00:01:01"}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `alt-flags: --vip-mac "02:00:5e:00:01:01"`) {
+		t.Errorf("a literal MAC in --alt-flags: %v", err)
+	}
+}

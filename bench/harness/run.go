@@ -104,6 +104,16 @@ func (c *Config) validate() error {
 	if c.VIPMAC != "auto" && c.VIPMAC != "interface" {
 		errs = append(errs, fmt.Errorf("vip-mac %q: want auto or interface", c.VIPMAC))
 	}
+	// The generator sends to the MAC the VIPs answer on: the bench knows
+	// it for these two values only.
+	for _, fl := range []struct {
+		name  string
+		flags []string
+	}{{"dsrlb-flags", c.DsrlbFlags}, {"alt-flags", c.AltFlags}} {
+		if v := vipMACFlag("auto", fl.flags); v != "auto" && v != "interface" {
+			errs = append(errs, fmt.Errorf("%s: --vip-mac %q: the bench takes auto or interface (the generator must know the MAC to send to)", fl.name, v))
+		}
+	}
 	for _, w := range c.Workers {
 		if w < 1 || w > 256 {
 			errs = append(errs, fmt.Errorf("workers %d: want 1..256", w))
