@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -97,12 +98,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("POST /reload", s.handleReload)
 	mux.HandleFunc("POST /backends/{service}/{addr}/{action}", s.handleBackend)
-	return mux
+	// A web page in a browser on the balancer can send a POST to it: the
+	// cross-origin protection refuses requests a browser marks as coming
+	// from another site (Sec-Fetch-Site, Origin). dsrlb's own client and
+	// curl send neither header and pass.
+	return http.NewCrossOriginProtection().Handler(mux)
 }
 
-// ServeListener serves on ln until ctx is done.
+// ServeListener serves on ln until ctx is done. On a loopback address it
+// answers only requests whose Host is an IP address or localhost: a name
+// that resolves to 127.0.0.1 (DNS rebinding) would let a web page read it.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	h := s.Handler()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		h = loopbackHostOnly(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -114,6 +125,22 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("admin endpoint: %w", err)
 	}
 	return nil
+}
+
+// loopbackHostOnly refuses requests whose Host is a name other than
+// localhost.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil && !strings.EqualFold(host, "localhost") {
+			http.Error(w, fmt.Sprintf("admin endpoint: Host %q is not an address of this loopback endpoint", r.Host), http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // sampleRates keeps each backend's packet rate over the last 2 s.

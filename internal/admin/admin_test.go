@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -136,5 +137,61 @@ func TestNoBalancer(t *testing.T) {
 	_, err := (&Client{Addr: "127.0.0.1:1"}).Status(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "no balancer answers on 127.0.0.1:1") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A browser's cross-site POST (a web page on the balancer host) is refused;
+// dsrlb's client, which sends no such headers, is not. On a loopback listener
+// a Host that is a name other than localhost (DNS rebinding) is refused.
+func TestAdminRefusesBrowserAttacks(t *testing.T) {
+	src := &fakeSource{drained: map[string]bool{}}
+	s := New(src, fakeCounters{}, nil, "v-test", nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeListener(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "http://" + ln.Addr().String()
+
+	req, _ := http.NewRequest("POST", base+"/backends/web/198.18.0.12/drain", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || src.drained["198.18.0.12"] {
+		t.Errorf("cross-site POST: %s, drained %v; want 403 and no drain", resp.Status, src.drained["198.18.0.12"])
+	}
+	c := &Client{Addr: ln.Addr().String()}
+	if _, err := c.Backend(context.Background(), "drain", "web", "198.18.0.12"); err != nil || !src.drained["198.18.0.12"] {
+		t.Errorf("dsrlb's own client: %v, drained %v", err, src.drained["198.18.0.12"])
+	}
+
+	req, _ = http.NewRequest("GET", base+"/status", nil)
+	req.Host = "rebind.evil.example:9180"
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /status with Host %s: %s, want 403", req.Host, resp.Status)
+	}
+	for _, host := range []string{"localhost:9180", "127.0.0.1", "[::1]:9180"} {
+		req, _ = http.NewRequest("GET", base+"/status", nil)
+		req.Host = host
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /status with Host %s: %s, want 200", host, resp.Status)
+		}
 	}
 }
