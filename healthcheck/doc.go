@@ -45,7 +45,12 @@
 //     lo?)"). The balancer's kernel also sees the SYN-ACK, has no socket
 //     for it and may send its own RST towards the VIP: harmless, the answer
 //     is already in, and at worst it reaches a backend with no such
-//     connection, which ignores it.
+//     connection, which ignores it. Only an answer from the probed MAC
+//     counts: a server without the VIP but with IP forwarding on (Docker and
+//     Kubernetes hosts) sends the SYN on to the balancer, which balances it
+//     to another backend, whose answer must not pass the probe. (A server
+//     that answers from another of its MACs, bonding in balance-tlb/alb
+//     mode say, fails the probe.)
 //   - ARP probe (IPv4 only). Alongside the SYN it sends an ARP request for
 //     the VIP unicast to the backend's MAC. A correctly prepared server
 //     (arp_ignore=1) stays silent; an answer means it would claim the VIP

@@ -59,6 +59,7 @@ type synKey struct {
 type synWait struct {
 	key   synKey
 	local netip.Addr
+	mac   [6]byte // the backend probed: the answer must come from it
 	iss   uint32
 	c     chan tcpAnswer // buffered: deliver never blocks
 }
@@ -126,7 +127,7 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	w, err := p.addSYN(vip, port, src)
+	w, err := p.addSYN(vip, port, src, mac)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -194,7 +195,7 @@ var errClosed = errors.New("DSR prober closed")
 
 // addSYN registers a probe of vip:port from src with a free source port
 // and a random initial sequence number.
-func (p *PacketDSRProber) addSYN(vip netip.Addr, port uint16, src netip.Addr) (*synWait, error) {
+func (p *PacketDSRProber) addSYN(vip netip.Addr, port uint16, src netip.Addr, mac [6]byte) (*synWait, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -205,7 +206,7 @@ func (p *PacketDSRProber) addSYN(vip netip.Addr, port uint16, src netip.Addr) (*
 	for i := range n {
 		k := synKey{remote: vip, rport: port, lport: uint16(probePortFirst + (start+i)%n)}
 		if p.syns[k] == nil {
-			w := &synWait{key: k, local: src, iss: rand.Uint32(), c: make(chan tcpAnswer, 1)}
+			w := &synWait{key: k, local: src, mac: mac, iss: rand.Uint32(), c: make(chan tcpAnswer, 1)}
 			p.syns[k] = w
 			return w, nil
 		}
@@ -242,15 +243,18 @@ func (p *PacketDSRProber) removeARP(vip netip.Addr, mac [6]byte, w *arpWait) {
 }
 
 // deliver hands a received frame to the probe waiting for it, if any. A
-// TCP answer must come from the probed VIP and port, to our address and
-// source port, and acknowledge our SYN; an ARP reply must say that the
-// probed MAC has the VIP. Everything else is ignored.
+// TCP answer must come from the probed VIP and port and from the probed
+// backend's MAC, to our address and source port, and acknowledge our SYN; an
+// ARP reply must say that the probed MAC has the VIP. Everything else is
+// ignored. (An answer from another MAC is another server's: a backend with
+// IP forwarding on and no VIP on lo sends the SYN back to the balancer,
+// which balances it to a backend that answers.)
 func (p *PacketDSRProber) deliver(frame []byte) {
 	if r, ok := parseTCP(frame); ok {
 		p.mu.Lock()
 		w := p.syns[synKey{remote: r.src, rport: r.sport, lport: r.dport}]
 		p.mu.Unlock()
-		if w == nil || r.dst != w.local || r.flags&tcpACK == 0 || r.ack != w.iss+1 {
+		if w == nil || r.from != w.mac || r.dst != w.local || r.flags&tcpACK == 0 || r.ack != w.iss+1 {
 			return
 		}
 		var a tcpAnswer
@@ -369,6 +373,7 @@ func pad(b []byte, start int) []byte {
 
 // tcpHeader is what deliver needs of a received TCP segment.
 type tcpHeader struct {
+	from         [6]byte // Ethernet source
 	src, dst     netip.Addr
 	sport, dport uint16
 	seq, ack     uint32
@@ -419,6 +424,7 @@ func parseTCP(f []byte) (tcpHeader, bool) {
 	if len(t) < tcpLen || int(t[12]>>4)*4 < tcpLen {
 		return h, false
 	}
+	h.from = [6]byte(f[6:12])
 	h.sport = binary.BigEndian.Uint16(t[0:])
 	h.dport = binary.BigEndian.Uint16(t[2:])
 	h.seq = binary.BigEndian.Uint32(t[4:])

@@ -151,6 +151,9 @@ var labAddrs = []ifaceAddr{
 type server struct {
 	synACK, rst, arp bool
 	badAck           bool // acknowledge the wrong sequence number
+	// via answers from another MAC: the SYN went on to another server (a
+	// backend forwarding it back through the balancer).
+	via [6]byte
 }
 
 // answer makes the fake link answer as the servers do, synchronously.
@@ -168,7 +171,11 @@ func answer(t testing.TB, p *PacketDSRProber, servers map[[6]byte]server) func([
 				ack++
 			}
 			src, dst := tcpAddrs(d)
-			p.deliver(tcpAnswerFrame(t, mac, dst, uint16(d.tcp.DstPort), src, uint16(d.tcp.SrcPort), ack, s.synACK, s.rst))
+			from := mac
+			if s.via != ([6]byte{}) {
+				from = s.via
+			}
+			p.deliver(tcpAnswerFrame(t, from, dst, uint16(d.tcp.DstPort), src, uint16(d.tcp.SrcPort), ack, s.synACK, s.rst))
 		}
 	}
 }
@@ -259,6 +266,7 @@ func TestProbeDSRVerdicts(t *testing.T) {
 		{"RST", server{rst: true}, vip4, what + "connection refused (RST)"},
 		{"silence", server{}, vip4, what + "no SYN-ACK (is the VIP on the server's lo?)"},
 		{"wrong ack ignored", server{synACK: true, badAck: true}, vip4, what + "no SYN-ACK (is the VIP on the server's lo?)"},
+		{"another server's SYN-ACK ignored", server{synACK: true, via: backendMAC(12)}, vip4, what + "no SYN-ACK (is the VIP on the server's lo?)"},
 		{"answers ARP", server{synACK: true, arp: true}, vip4,
 			what + "server answers ARP for VIP 198.18.0.100 (arp_ignore/arp_announce not set: run dsrlb server up)"},
 		{"IPv6 SYN-ACK", server{synACK: true}, vip6, ""},
@@ -386,12 +394,12 @@ func TestParse(t *testing.T) {
 	mac := backendMAC(11)
 	synack := tcpAnswerFrame(t, mac, vip4, 80, lbAddr4, 61234, 1001, true, false)
 	h, ok := parseTCP(synack)
-	want := tcpHeader{src: vip4, dst: lbAddr4, sport: 80, dport: 61234, seq: 777, ack: 1001, flags: tcpSYN | tcpACK}
+	want := tcpHeader{from: mac, src: vip4, dst: lbAddr4, sport: 80, dport: 61234, seq: 777, ack: 1001, flags: tcpSYN | tcpACK}
 	if !ok || h != want {
 		t.Fatalf("IPv4 SYN-ACK: %+v %v, want %+v", h, ok, want)
 	}
 	h, ok = parseTCP(tcpAnswerFrame(t, mac, vip6, 80, lbAddr6, 61234, 1001, false, true))
-	want = tcpHeader{src: vip6, dst: lbAddr6, sport: 80, dport: 61234, seq: 777, ack: 1001, flags: tcpRST | tcpACK}
+	want = tcpHeader{from: mac, src: vip6, dst: lbAddr6, sport: 80, dport: 61234, seq: 777, ack: 1001, flags: tcpRST | tcpACK}
 	if !ok || h != want {
 		t.Fatalf("IPv6 RST: %+v %v, want %+v", h, ok, want)
 	}
@@ -534,7 +542,7 @@ func FuzzParseFrame(f *testing.F) {
 		if !ok {
 			return
 		}
-		again, ok := parseTCP(tcpFrame(nil, mac, lbMAC, h.src, h.dst, h.sport, h.dport, h.seq, h.ack, h.flags))
+		again, ok := parseTCP(tcpFrame(nil, mac, h.from, h.src, h.dst, h.sport, h.dport, h.seq, h.ack, h.flags))
 		if !ok || again != h {
 			t.Fatalf("rebuilt %+v parses as %+v (%v)", h, again, ok)
 		}
