@@ -24,7 +24,7 @@ func (f *fakeSource) Status(ctx context.Context) (engine.Status, error) {
 	return engine.Status{Interface: "eth0", Builds: 2, Services: []engine.ServiceStatus{{
 		Name: "web", Key: "198.18.0.100:80/tcp", TableSize: 7,
 		Backends: []engine.BackendStatus{
-			{Address: "198.18.0.11", State: "up", Weight: 1, Slots: 4, Share: 4. / 7, Slot: 0},
+			{Address: "198.18.0.11", State: "up", Healthy: true, Weight: 1, Slots: 4, Share: 4. / 7, Slot: 0},
 			{Address: "198.18.0.12", State: "down", Reason: "tcp connect: refused", Weight: 1, Slots: 3, Share: 3. / 7, Slot: 1},
 		},
 	}}}, nil

@@ -74,9 +74,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descBackendPkts, b.Packets, l...)
 			counter(descBackendBytes, b.Bytes, l...)
 			counter(descBackendFlows, b.NewFlows, l...)
-			up := 1.0
-			if b.State == "down" {
-				up = 0
+			up := 0.0
+			if b.Healthy {
+				up = 1
 			}
 			gauge(descBackendUp, up, l...)
 			gauge(descBackendState, 1, svc.Name, b.Address, b.State)

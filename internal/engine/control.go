@@ -266,8 +266,11 @@ type BackendStatus struct {
 	Weight  uint32 `json:"weight"` // configured
 	// State is up, down, draining, unresolved or out (left out for
 	// another reason, e.g. a passed drain timeout).
-	State        string        `json:"state"`
-	Reason       string        `json:"reason"`
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	// Healthy is the health check's verdict (true without a check),
+	// whatever the state: an unresolved backend can be failing its check.
+	Healthy      bool          `json:"healthy"`
 	Since        time.Time     `json:"since"`
 	Slots        int           `json:"slots"` // Maglev slots held
 	Share        float64       `json:"share"` // of the table's slots
@@ -304,7 +307,7 @@ func (e *Engine) status() Status {
 			b := &s.Backends[i]
 			bst := e.backends[backendKey{s.Name, b.Address}]
 			bs := BackendStatus{Address: b.Address.String(), Weight: b.Weight, Reason: bst.reason, Since: bst.since,
-				Slots: slots[b.Address], Slot: bst.slot}
+				Slots: slots[b.Address], Slot: bst.slot, Healthy: bst.healthy}
 			if m, ok := e.mac(b); ok {
 				bs.MAC = net.HardwareAddr(m[:]).String()
 			}
@@ -314,6 +317,9 @@ func (e *Engine) status() Status {
 			switch {
 			case bs.MAC == "":
 				bs.State, bs.Reason = "unresolved", "MAC address not resolved"
+				if !bst.healthy {
+					bs.Reason += "; health check: " + bst.reason
+				}
 			case !bst.healthy:
 				bs.State = "down"
 			case bst.excluded != "":

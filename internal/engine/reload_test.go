@@ -225,3 +225,33 @@ func TestReloadRefusesDSRCheckWithoutProber(t *testing.T) {
 		t.Fatalf("reload adding a vip: true check without a DSR prober: %v; want it refused", err)
 	}
 }
+
+// A backend whose MAC is not resolved and whose check fails is reported as
+// unresolved and not healthy, with both reasons (dsrlb_backend_up reads
+// Healthy).
+func TestStatusUnresolvedAndDown(t *testing.T) {
+	cfg := testConfig()
+	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 1, Fall: 1}
+	for i := range cfg.Services[0].Backends {
+		cfg.Services[0].Backends[i].Health = h
+	}
+	sp := &scriptedProber{answer: map[netip.Addr]func() error{}}
+	sp.set(b12, func() error { return errors.New("connection refused") })
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}}} // .12 never resolves
+	e := runEngine(t, cfg, r, sp, &fakeDataplane{tables: make(chan *balancer.Table, 100)})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := e.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := st.Services[0].Backends[1]
+		if b.State == "unresolved" && !b.Healthy && strings.Contains(b.Reason, "connection refused") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf(".12 (unresolved, check failing): %+v", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
