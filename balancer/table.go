@@ -45,6 +45,10 @@ type Backend struct {
 	// assigns it, keeps it stable while the backend is configured, and keeps it below
 	// the dataplane's MaxBackendSlots. The table does not interpret it.
 	Slot uint16
+	// SlotEpoch changes whenever the control plane gives Slot to another
+	// backend (a removed backend's slot reused): the dataplane then restarts
+	// the slot's counters, so the new backend does not inherit the old one's.
+	SlotEpoch uint32
 }
 
 // ServiceSpec is the input describing one service.

@@ -315,6 +315,10 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 			if err := r.wait(idlePollMs); err != nil {
 				return fmt.Errorf("worker ring: %w", err)
 			}
+			if t := d.table.Load().t; t != w.c.slotsOf {
+				w.adoptSlots(t) // idle: a reused slot's old counts go now
+				w.publish()
+			}
 			continue
 		}
 		d.processBatch(w, r)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/dsrlb/dsrlb/balancer"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
@@ -150,5 +151,42 @@ func TestRefusedFrameUncounted(t *testing.T) {
 	}
 	if pkts != 1 || bytes != uint64(len(f)) {
 		t.Errorf("backends counted %d packets, %d bytes; want 1, %d", pkts, bytes, len(f))
+	}
+}
+
+// A counter slot given to another backend (a removed backend's slot reused,
+// a new SlotEpoch) starts from zero: the new backend does not inherit the
+// old one's packets, bytes and flows.
+func TestReusedSlotStartsAtZero(t *testing.T) {
+	mk := func(mac [6]byte, epoch uint32) *balancer.Table {
+		tab, err := balancer.NewTable(7, []balancer.ServiceSpec{{Name: "web", Key: balancer.ServiceKey{VIP: vip4, Proto: balancer.TCP, Port: 80},
+			Backends: []balancer.Backend{{Addr: netip.MustParseAddr("198.18.0.11"), MAC: mac, Weight: 1, Slot: 5, SlotEpoch: epoch}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tab
+	}
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	old := mk([6]byte{2, 0, 0, 0, 0, 0x11}, 1)
+	for sport := uint16(1); sport <= 10; sport++ {
+		w.Handle(buildFrame(t, client4, vip4, layers.IPProtocolTCP, sport, 80, nil), old, 1)
+	}
+	w.publish()
+	if got := w.pub.backends[5].Packets.Load(); got != 10 {
+		t.Fatalf("slot 5: %d packets, want 10", got)
+	}
+	same := mk([6]byte{2, 0, 0, 0, 0, 0x11}, 1) // a new table, the same backend in the slot
+	w.Handle(buildFrame(t, client4, vip4, layers.IPProtocolTCP, 11, 80, nil), same, 2)
+	w.publish()
+	if got := w.pub.backends[5].Packets.Load(); got != 11 {
+		t.Fatalf("slot 5 after a table keeping its backend: %d packets, want 11", got)
+	}
+	reused := mk([6]byte{2, 0, 0, 0, 0, 0x12}, 2)
+	f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 12, 80, nil)
+	w.Handle(f, reused, 3)
+	w.publish()
+	b := &w.pub.backends[5]
+	if b.Packets.Load() != 1 || b.Bytes.Load() != uint64(len(f)) || b.NewFlows.Load() != 1 {
+		t.Fatalf("slot 5 given to another backend: %d packets, %d bytes, %d flows; want 1, %d, 1", b.Packets.Load(), b.Bytes.Load(), b.NewFlows.Load(), len(f))
 	}
 }

@@ -61,9 +61,11 @@ type counts struct {
 	ringWaitNs uint64
 
 	backendPkts, backendBytes, backendFlows [MaxBackendSlots]uint64
-	dirty                                   [MaxBackendSlots]bool // slot is in dirtySlots
-	dirtySlots                              []uint16              // slots counted since the last publish
-	lastSlot                                uint16                // the backend of the last frame forwarded
+	dirty                                   [MaxBackendSlots]bool   // slot is in dirtySlots
+	dirtySlots                              []uint16                // slots counted since the last publish
+	lastSlot                                uint16                  // the backend of the last frame forwarded
+	slotEpoch                               [MaxBackendSlots]uint32 // the backend each slot counts (Backend.SlotEpoch)
+	slotsOf                                 *balancer.Table         // the table slotEpoch was last checked against
 }
 
 // published is the copy of a worker's counters that other goroutines read.
@@ -238,6 +240,9 @@ func (w *Worker) Handle(frame []byte, t *balancer.Table, now int64) Reason {
 // handle is Handle with the name of t's flows: a table whose flows are the
 // last table's is no change of flows (see tracking.flows).
 func (w *Worker) handle(frame []byte, t *balancer.Table, flows uint64, now int64) Reason {
+	if t != w.c.slotsOf {
+		w.adoptSlots(t)
+	}
 	r := w.decide(frame, t, flows, now)
 	w.c.received++
 	w.c.reasons[r]++
@@ -408,6 +413,31 @@ func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.
 		}
 	}
 	return nil
+}
+
+// adoptSlots restarts the counters of every slot that t gives to another
+// backend than the one the worker counted there (Backend.SlotEpoch). It runs
+// once per table, on the first frame handled with it or when an idle worker
+// wakes.
+func (w *Worker) adoptSlots(t *balancer.Table) {
+	w.c.slotsOf = t
+	if t == nil {
+		return
+	}
+	for _, svc := range t.Services() {
+		for _, b := range svc.Backends() {
+			s := b.Slot
+			if w.c.slotEpoch[s] == b.SlotEpoch {
+				continue
+			}
+			w.c.slotEpoch[s] = b.SlotEpoch
+			w.c.backendPkts[s], w.c.backendBytes[s], w.c.backendFlows[s] = 0, 0, 0
+			if !w.c.dirty[s] {
+				w.c.dirty[s] = true
+				w.c.dirtySlots = append(w.c.dirtySlots, s)
+			}
+		}
+	}
 }
 
 // countBackend counts a forwarded frame for the backend in counter slot s.

@@ -65,6 +65,7 @@ type Engine struct {
 	backends   map[backendKey]*backendState
 	freed      []uint16     // counter slots free for reuse
 	next       uint16       // next never-used counter slot
+	epoch      uint32       // the last slot epoch handed out
 	initErr    error        // from New's syncBackends, returned by Initial
 	resolveErr string       // the resolver's last error beside an answer, "" if none
 	refresh    *time.Ticker // Run's neighbour refresh (re-armed by a reload)
@@ -83,6 +84,7 @@ type backendKey struct {
 // backendState is what the engine knows of one configured backend.
 type backendState struct {
 	slot     uint16
+	epoch    uint32 // of the slot (balancer.Backend.SlotEpoch)
 	healthy  bool
 	reason   string // why the health state is what it is
 	since    time.Time
@@ -287,7 +289,8 @@ func (e *Engine) syncBackends() ([]*backendState, error) {
 				if err != nil {
 					return removed, fmt.Errorf("service %s, backend %s: %w", s.Name, b.Address, err)
 				}
-				st = &backendState{slot: slot, healthy: true, reason: reasonUnchecked, since: time.Now()}
+				e.epoch++
+				st = &backendState{slot: slot, epoch: e.epoch, healthy: true, reason: reasonUnchecked, since: time.Now()}
 				e.backends[k] = st
 			}
 			if b.Weight == 0 && st.drainAt.IsZero() {
@@ -423,7 +426,7 @@ func (e *Engine) build() (*balancer.Table, error) {
 				st.excluded = "MAC not resolved"
 				continue
 			}
-			be := balancer.Backend{Addr: b.Address, MAC: mac, Weight: b.Weight, Slot: st.slot}
+			be := balancer.Backend{Addr: b.Address, MAC: mac, Weight: b.Weight, Slot: st.slot, SlotEpoch: st.epoch}
 			if st.drained {
 				be.Weight = 0
 			}

@@ -146,6 +146,9 @@ func TestBackendSlots(t *testing.T) {
 		if int(b.Slot) >= dataplane.MaxBackendSlots {
 			t.Fatalf("backend %s got slot %d, beyond %d", b.Addr, b.Slot, dataplane.MaxBackendSlots)
 		}
+		if b.SlotEpoch <= 2049 { // the first 2049 went to service a's backends
+			t.Fatalf("backend %s of the renamed service reuses slot %d under epoch %d, one of service a's: its counters would carry over", b.Addr, b.Slot, b.SlotEpoch)
+		}
 	}
 
 	over := testConfig()
