@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -132,24 +131,7 @@ func sendPinned(p *txPair, cpu int, frames [][]byte) error {
 func TestDataplaneFanoutCPU(t *testing.T) {
 	p := newTxPair(t)
 	cpus := cpus10(t)
-	var d *Dataplane
-	err := p.ns.Do(func() error {
-		var err error
-		d, err = Open(Config{Interface: "a", Workers: 2, CPUs: cpus, Fanout: FanoutCPU}, testTable(t))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 2, CPUs: cpus, Fanout: FanoutCPU})
 	const n = 100
 	var want [2]uint64
 	for worker, cpu := range cpus {

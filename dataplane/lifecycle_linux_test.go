@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,24 +39,7 @@ func TestWorkerAfterLinkFlap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var d *Dataplane
-	err := p.ns.Do(func() error {
-		var err error
-		d, err = Open(Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1}}, testTable(t))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1}})
 	rx := p.receiver(t)
 
 	if err := p.h.LinkSetDown(p.a); err != nil {
@@ -101,10 +85,25 @@ func TestWorkerAfterLinkFlap(t *testing.T) {
 // setting filters on closed (or reused) descriptors.
 func TestSetTableAfterRun(t *testing.T) {
 	p := newTxPair(t)
-	var d *Dataplane
+	d, stop := runDataplane(t, p, Config{Interface: "a", Workers: 1})
+	tab := addBackend(t, testTable(t), 99, [6]byte{2, 0, 0, 0, 0, 99})
+	if err := d.SetTable(tab); err != nil {
+		t.Fatalf("SetTable while running: %v", err)
+	}
+	stop()
+	if err := d.SetTable(testTable(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("SetTable after Run returned: %v; want an error saying the dataplane stopped", err)
+	}
+}
+
+// runDataplane opens a dataplane on the pair's end a with testTable and runs
+// it until stop is called or the test ends; stop fails the test if Run
+// returned an error.
+func runDataplane(t *testing.T, p *txPair, cfg Config) (d *Dataplane, stop func()) {
+	t.Helper()
 	err := p.ns.Do(func() error {
 		var err error
-		d, err = Open(Config{Interface: "a", Workers: 1}, testTable(t))
+		d, err = Open(cfg, testTable(t))
 		return err
 	})
 	if err != nil {
@@ -113,15 +112,15 @@ func TestSetTableAfterRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	tab := addBackend(t, testTable(t), 99, [6]byte{2, 0, 0, 0, 0, 99})
-	if err := d.SetTable(tab); err != nil {
-		t.Fatalf("SetTable while running: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if err := d.SetTable(testTable(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
-		t.Fatalf("SetTable after Run returned: %v; want an error saying the dataplane stopped", err)
-	}
+	t.Cleanup(stop)
+	return d, stop
 }

@@ -24,12 +24,12 @@ Usage:
   dsrlb run --config FILE                 run the balancer from a YAML config
   dsrlb run --interface IF --vip VIP[:PORT][/tcp|udp] --backend ADDR ...
                                           run it from flags (quick lab use)
-  dsrlb server up|down|check --vip VIP [--interface NIC]
+  dsrlb server up|down|check --vip VIP [--vip VIP6] [--interface NIC] [--state FILE]
                                           prepare, restore or verify a real server
-  dsrlb lab [--requests N] [--ipv6] [--keep]
+  dsrlb lab [--requests N] [--servers N] [--ipv6] [--keep]
                                           build a DSR lab in network namespaces and show it working
-  dsrlb status [--json]                   show the running balancer's services and backends
-  dsrlb reload                            make the running balancer re-read its config (or SIGHUP)
+  dsrlb status [--json] [--admin ADDR]    show the running balancer's services and backends
+  dsrlb reload [--admin ADDR]             make the running balancer re-read its config (or SIGHUP)
   dsrlb backend drain|enable SERVICE ADDR drain a backend (no new flows) or undo it
   dsrlb config check FILE                 validate a config file
   dsrlb version                           print the version
