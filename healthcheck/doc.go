@@ -58,9 +58,14 @@
 //     ARP for VIP 10.0.0.100 (arp_ignore/arp_announce not set: run dsrlb
 //     server up)". Only silence proves the setting, so a passing IPv4 DSR
 //     probe listens for the whole Timeout; LastLatency then says Timeout.
-//     IPv6 needs no such probe: Linux answers neighbour solicitations on a
-//     NIC only for addresses on that NIC, never for a VIP on lo, and an
-//     IPv6 probe returns on the SYN-ACK.
+//   - Neighbour probe (IPv6). The same for IPv6: a neighbour solicitation
+//     for the VIP (to its solicited-node group, with our link-layer
+//     address), unicast to the backend's MAC. Linux answers one on a NIC
+//     only for an address on that NIC, never for a VIP on lo, so an
+//     answer means the VIP sits on the NIC and the server claims it on the
+//     segment: down, "server answers neighbour solicitations for VIP
+//     2001:db8::100 (is the VIP on its NIC instead of lo? run dsrlb server
+//     up)". A passing IPv6 probe too listens for the whole Timeout.
 //
 // Replies are told apart by (VIP, port, our source port) and must
 // acknowledge our random initial sequence number, ARP answers by (VIP,

@@ -133,14 +133,21 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 	}
 	defer p.removeSYN(w)
 	ours := p.link.mac()
-	var arpc <-chan struct{}
+	// The neighbour probe: an ARP request (IPv4) or a neighbour
+	// solicitation (IPv6) for the VIP, unicast to the backend. Only
+	// silence passes.
+	a := p.addARP(vip, mac)
+	defer p.removeARP(vip, mac, a)
+	arpc := a.c
+	var neigh []byte
+	neighName := "ARP request"
 	if vip.Is4() {
-		a := p.addARP(vip, mac)
-		defer p.removeARP(vip, mac, a)
-		arpc = a.c
-		if err := p.link.send(arpRequest(nil, mac, ours, src, vip)); err != nil {
-			return fmt.Errorf("%s: send ARP request on %s: %w", what, p.link.name(), err)
-		}
+		neigh = arpRequest(nil, mac, ours, src, vip)
+	} else {
+		neigh, neighName = neighborSolicitation(nil, mac, ours, src, vip), "neighbour solicitation"
+	}
+	if err := p.link.send(neigh); err != nil {
+		return fmt.Errorf("%s: send %s on %s: %w", what, neighName, p.link.name(), err)
 	}
 	if err := p.link.send(tcpFrame(nil, mac, ours, src, vip, w.key.lport, port, w.iss, 0, tcpSYN)); err != nil {
 		return fmt.Errorf("%s: send SYN on %s: %w", what, p.link.name(), err)
@@ -162,6 +169,9 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 		return nil
 	}
 	arpAnswered := fmt.Errorf("%s: server answers ARP for VIP %s (arp_ignore/arp_announce not set: run dsrlb server up)", what, vip)
+	if vip.Is6() {
+		arpAnswered = fmt.Errorf("%s: server answers neighbour solicitations for VIP %s (is the VIP on its NIC instead of lo? run dsrlb server up)", what, vip)
+	}
 	for {
 		select {
 		case a := <-tcpc:
@@ -272,7 +282,11 @@ func (p *PacketDSRProber) deliver(frame []byte) {
 		}
 		return
 	}
-	if r, ok := parseARPReply(frame); ok {
+	r, ok := parseARPReply(frame)
+	if !ok {
+		r, ok = parseNA(frame)
+	}
+	if ok {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for w := range p.arps[arpKey{r.ip, r.mac}] {
@@ -297,6 +311,10 @@ const (
 	etherTypeIPv6 = 0x86dd
 	etherTypeARP  = 0x0806
 	protoTCP      = 6
+	protoICMPv6   = 58
+	icmp6NS       = 135
+	icmp6NA       = 136
+	ndpLen        = 24 // ICMPv6 header, flags or reserved, target
 
 	tcpSYN = 0x02
 	tcpRST = 0x04
@@ -361,6 +379,33 @@ func arpRequest(b []byte, dstMAC, srcMAC [6]byte, src, target netip.Addr) []byte
 	b = append(b, s4[:]...)
 	b = append(b, 0, 0, 0, 0, 0, 0)
 	b = append(b, t4[:]...)
+	return pad(b, start)
+}
+
+// neighborSolicitation appends to b an ICMPv6 neighbour solicitation from
+// srcMAC/src for target, sent to dstMAC and to target's solicited-node
+// multicast group (as a host resolving target sends it), with our
+// link-layer address, so that a server holding target on that NIC answers.
+func neighborSolicitation(b []byte, dstMAC, srcMAC [6]byte, src, target netip.Addr) []byte {
+	const payload = ndpLen + 8 // and the source link-layer address option
+	start := len(b)
+	b = append(b, dstMAC[:]...)
+	b = append(b, srcMAC[:]...)
+	b = binary.BigEndian.AppendUint16(b, etherTypeIPv6)
+	b = append(b, 0x60, 0, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, payload)
+	b = append(b, protoICMPv6, 255) // NDP's hop limit: the receiver checks it
+	s16, t16 := src.As16(), target.As16()
+	d16 := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: t16[13], 14: t16[14], 15: t16[15]}
+	b = append(b, s16[:]...)
+	b = append(b, d16[:]...)
+	ic := len(b)
+	b = append(b, icmp6NS, 0, 0, 0, 0, 0, 0, 0) // type, code, checksum, reserved
+	b = append(b, t16[:]...)
+	b = append(b, 1, 1) // source link-layer address, 8 bytes
+	b = append(b, srcMAC[:]...)
+	pseudo := csum.Add(csum.Add(0, s16[:]), d16[:]) + payload + protoICMPv6
+	binary.BigEndian.PutUint16(b[ic+2:], ^csum.Fold(csum.Add(pseudo, b[ic:])))
 	return pad(b, start)
 }
 
@@ -452,10 +497,27 @@ func parseARPReply(f []byte) (arpAnswer, bool) {
 	return arpAnswer{mac: [6]byte(a[8:14]), ip: netip.AddrFrom4([4]byte(a[14:18]))}, true
 }
 
+// parseNA reads an ICMPv6 neighbour advertisement: its target, and the
+// Ethernet source that sent it.
+func parseNA(f []byte) (arpAnswer, bool) {
+	if len(f) < ethLen+ipv6Len+ndpLen || binary.BigEndian.Uint16(f[12:]) != etherTypeIPv6 {
+		return arpAnswer{}, false
+	}
+	ip := f[ethLen:]
+	if ip[0]>>4 != 6 || ip[6] != protoICMPv6 || ip[7] != 255 {
+		return arpAnswer{}, false
+	}
+	ic := ip[ipv6Len:]
+	if ic[0] != icmp6NA || ic[1] != 0 {
+		return arpAnswer{}, false
+	}
+	return arpAnswer{ip: netip.AddrFrom16([16]byte(ic[8:24])), mac: [6]byte(f[6:12])}, true
+}
+
 // Socket filters. The balancer's interface carries every client packet to
 // the VIPs; these pass only what a probe can be waiting for, cut to
 // snapLen: TCP segments with ACK and SYN or RST set, to a probe source
-// port, and ARP replies.
+// port, ARP replies and neighbour advertisements.
 var (
 	ipv4AnswerFilter = []bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethLen + 9, Size: 1},                                  // 0: protocol
@@ -472,15 +534,18 @@ var (
 		bpf.RetConstant{Val: 0},                                                     // 11
 	}
 	ipv6AnswerFilter = []bpf.Instruction{
-		bpf.LoadAbsolute{Off: ethLen + 6, Size: 1},                                  // 0: next header
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipFalse: 6},                // 1
-		bpf.LoadAbsolute{Off: ethLen + ipv6Len + 2, Size: 2},                        // 2: TCP destination port
-		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: probePortFirst, SkipFalse: 4}, // 3
-		bpf.LoadAbsolute{Off: ethLen + ipv6Len + 13, Size: 1},                       // 4: TCP flags
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpACK, SkipFalse: 2},                // 5
-		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpSYN | tcpRST, SkipFalse: 1},       // 6
-		bpf.RetConstant{Val: snapLen},                                               // 7
-		bpf.RetConstant{Val: 0},                                                     // 8
+		bpf.LoadAbsolute{Off: ethLen + 6, Size: 1},                                         // 0: next header
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoTCP, SkipFalse: 5},                       // 1: else to 7
+		bpf.LoadAbsolute{Off: ethLen + ipv6Len + 2, Size: 2},                               // 2: TCP destination port
+		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: probePortFirst, SkipFalse: 7},        // 3
+		bpf.LoadAbsolute{Off: ethLen + ipv6Len + 13, Size: 1},                              // 4: TCP flags
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpACK, SkipFalse: 5},                       // 5
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: tcpSYN | tcpRST, SkipTrue: 3, SkipFalse: 4}, // 6
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipFalse: 3},                    // 7: A is still the next header
+		bpf.LoadAbsolute{Off: ethLen + ipv6Len, Size: 1},                                   // 8: ICMPv6 type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmp6NA, SkipFalse: 1},                        // 9
+		bpf.RetConstant{Val: snapLen},                                                      // 10
+		bpf.RetConstant{Val: 0},                                                            // 11
 	}
 	arpReplyFilter = []bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethLen + 6, Size: 2},                        // 0: operation

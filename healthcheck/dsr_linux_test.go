@@ -143,6 +143,24 @@ func (l *dsrLab) setLoVIP(i int, vip netip.Addr, present bool) {
 	})
 }
 
+// setVIPOn adds an IPv6 vip to (or removes it from) server i's eth0, as a server
+// set up without the companion mode would hold it.
+func (l *dsrLab) setVIPOn(i int, vip netip.Addr, present bool) {
+	l.t.Helper()
+	l.do(l.srv[i], func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		a := vipOnLo(vip)
+		a.Flags |= unix.IFA_F_NODAD // usable at once
+		if present {
+			return netlink.AddrAdd(eth, a)
+		}
+		return netlink.AddrDel(eth, a)
+	})
+}
+
 func TestDSRProbeLab(t *testing.T) {
 	l := newLabForDSR(t)
 	reason := func(i int, vip netip.Addr, port uint16) string {
@@ -216,8 +234,21 @@ func TestDSRProbeLab(t *testing.T) {
 				}
 			}
 		}
+		// srv1 holds the VIP on its NIC instead: it takes the VIP's
+		// connections, and answers neighbour solicitations for it.
+		l.setLoVIP(0, vip6, false)
+		l.setVIPOn(0, vip6, true)
+		err := l.probe(0, vip6, 80)
+		if want := reason(0, vip6, 80) + "server answers neighbour solicitations for VIP 2001:db8:18::100 (is the VIP on its NIC instead of lo? run dsrlb server up)"; err == nil || err.Error() != want {
+			t.Errorf("srv1 with the IPv6 VIP on eth0: %v, want %q", err, want)
+		}
+		l.setVIPOn(0, vip6, false)
+		l.setLoVIP(0, vip6, true)
+		if err := l.probe(0, vip6, 80); err != nil {
+			t.Errorf("srv1 with the IPv6 VIP back on lo: %v", err)
+		}
 		l.setLoVIP(1, vip6, false)
-		err := l.probe(1, vip6, 80)
+		err = l.probe(1, vip6, 80)
 		if want := reason(1, vip6, 80) + "no SYN-ACK (is the VIP on the server's lo?)"; err == nil || err.Error() != want {
 			t.Fatalf("srv2 without the IPv6 VIP: %v, want %q", err, want)
 		}

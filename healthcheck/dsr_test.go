@@ -37,6 +37,9 @@ func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 		if tcp, ok := l.(*layers.TCP); ok {
 			tcp.SetNetworkLayerForChecksum(ls[1].(gopacket.NetworkLayer))
 		}
+		if icmp, ok := l.(*layers.ICMPv6); ok {
+			icmp.SetNetworkLayerForChecksum(ls[1].(gopacket.NetworkLayer))
+		}
 	}
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}, ls...); err != nil {
@@ -62,6 +65,17 @@ func tcpAnswerFrame(t testing.TB, from [6]byte, vip netip.Addr, vport uint16, ds
 	return serialize(t, eth, ip, tcp)
 }
 
+// naFrame is a neighbour advertisement from mac (holding ip) for target to
+// the balancer, built by gopacket.
+func naFrame(t testing.TB, mac [6]byte, ip, target netip.Addr) []byte {
+	ip6 := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: ip.AsSlice(), DstIP: lbAddr6.AsSlice()}
+	return serialize(t,
+		&layers.Ethernet{SrcMAC: net.HardwareAddr(mac[:]), DstMAC: net.HardwareAddr(lbMAC[:]), EthernetType: layers.EthernetTypeIPv6},
+		ip6,
+		&layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)},
+		&layers.ICMPv6NeighborAdvertisement{Flags: 0x60, TargetAddress: target.AsSlice()})
+}
+
 // arpAnswerFrame is an ARP reply saying ip is at mac, built by gopacket.
 func arpAnswerFrame(t testing.TB, mac [6]byte, ip netip.Addr, op uint16) []byte {
 	return serialize(t,
@@ -77,6 +91,7 @@ type decoded struct {
 	ip4 *layers.IPv4
 	ip6 *layers.IPv6
 	tcp *layers.TCP
+	ns  *layers.ICMPv6NeighborSolicitation
 }
 
 func decode(t testing.TB, f []byte) decoded {
@@ -91,6 +106,13 @@ func decode(t testing.TB, f []byte) decoded {
 	d.ip4, _ = p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	d.ip6, _ = p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
 	d.tcp, _ = p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	d.ns, _ = p.Layer(layers.LayerTypeICMPv6NeighborSolicitation).(*layers.ICMPv6NeighborSolicitation)
+	if icmp, _ := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); icmp != nil && d.ns != nil {
+		again := serialize(t, d.eth, d.ip6, icmp, d.ns)
+		if len(f) < len(again) || !bytes.Equal(again, f[:len(again)]) {
+			t.Fatalf("ICMPv6 checksum or lengths wrong:\n sent %x\n want %x", f, again)
+		}
+	}
 	if d.tcp != nil {
 		// Checksums: gopacket recomputes them; the bytes must not change.
 		var ip gopacket.SerializableLayer = d.ip4
@@ -165,6 +187,9 @@ func answer(t testing.TB, p *PacketDSRProber, servers map[[6]byte]server) func([
 		switch {
 		case d.arp != nil && s.arp:
 			p.deliver(arpAnswerFrame(t, mac, netip.AddrFrom4([4]byte(d.arp.DstProtAddress)), 2))
+		case d.ns != nil && s.arp: // the VIP on the server's NIC
+			target := netip.AddrFrom16([16]byte(d.ns.TargetAddress))
+			p.deliver(naFrame(t, mac, target, target))
 		case d.tcp != nil && d.tcp.SYN && (s.synACK || s.rst):
 			ack := d.tcp.Seq + 1
 			if s.badAck {
@@ -235,20 +260,28 @@ func TestProbeDSRFrames(t *testing.T) {
 		t.Errorf("RST wrong: %+v (SYN %+v)", rst.tcp, syn.tcp)
 	}
 
-	// IPv6: no ARP; the SYN comes from the global address, not fe80::1.
+	// IPv6: a neighbour solicitation instead of ARP; the NS and the SYN
+	// come from the global address, not fe80::1.
 	p6, l6 := newFakeProber(t, map[[6]byte]server{mac: {synACK: true}})
-	if err := p6.ProbeDSR(context.Background(), vip6, 443, mac); err != nil {
+	if err := p6.ProbeDSR(expired(), vip6, 443, mac); err != nil {
 		t.Fatalf("healthy IPv6 backend: %v", err)
 	}
 	sent = l6.frames()
-	if len(sent) != 2 {
-		t.Fatalf("IPv6: sent %d frames, want SYN, RST", len(sent))
+	if len(sent) != 3 {
+		t.Fatalf("IPv6: sent %d frames, want NS, SYN, RST", len(sent))
 	}
-	syn = decode(t, sent[0])
+	ns := decode(t, sent[0])
+	solicited := netip.MustParseAddr("ff02::1:ff00:100") // vip6's solicited-node group
+	if ns.ns == nil || ns.ip6.HopLimit != 255 || !bytes.Equal(ns.eth.DstMAC, mac[:]) || !ns.ip6.SrcIP.Equal(lbAddr6.AsSlice()) ||
+		!ns.ip6.DstIP.Equal(solicited.AsSlice()) || !ns.ns.TargetAddress.Equal(vip6.AsSlice()) ||
+		len(ns.ns.Options) != 1 || ns.ns.Options[0].Type != layers.ICMPv6OptSourceAddress || !bytes.Equal(ns.ns.Options[0].Data, lbMAC[:]) {
+		t.Errorf("neighbour solicitation wrong: %+v %+v", ns.ip6, ns.ns)
+	}
+	syn = decode(t, sent[1])
 	if syn.ip6 == nil || !syn.tcp.SYN || !syn.ip6.SrcIP.Equal(lbAddr6.AsSlice()) || !syn.ip6.DstIP.Equal(vip6.AsSlice()) || syn.tcp.DstPort != 443 {
 		t.Errorf("IPv6 SYN wrong: %+v %+v", syn.ip6, syn.tcp)
 	}
-	if rst := decode(t, sent[1]); !rst.tcp.RST || rst.tcp.Seq != syn.tcp.Seq+1 {
+	if rst := decode(t, sent[2]); !rst.tcp.RST || rst.tcp.Seq != syn.tcp.Seq+1 {
 		t.Errorf("IPv6 RST wrong: %+v", rst.tcp)
 	}
 }
@@ -270,7 +303,9 @@ func TestProbeDSRVerdicts(t *testing.T) {
 		{"answers ARP", server{synACK: true, arp: true}, vip4,
 			what + "server answers ARP for VIP 198.18.0.100 (arp_ignore/arp_announce not set: run dsrlb server up)"},
 		{"IPv6 SYN-ACK", server{synACK: true}, vip6, ""},
-		{"IPv6 silence", server{arp: true}, vip6, "dsr probe VIP [2001:db8:18::100]:80 via 02:00:00:00:00:0b: no SYN-ACK (is the VIP on the server's lo?)"},
+		{"IPv6 silence", server{}, vip6, "dsr probe VIP [2001:db8:18::100]:80 via 02:00:00:00:00:0b: no SYN-ACK (is the VIP on the server's lo?)"},
+		{"answers neighbour solicitations", server{synACK: true, arp: true}, vip6,
+			"dsr probe VIP [2001:db8:18::100]:80 via 02:00:00:00:00:0b: server answers neighbour solicitations for VIP 2001:db8:18::100 (is the VIP on its NIC instead of lo? run dsrlb server up)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _ := newFakeProber(t, map[[6]byte]server{mac: tc.srv})
@@ -478,6 +513,8 @@ func TestFilters(t *testing.T) {
 		{"v6 plain ACK", ipv6AnswerFilter, ip6(61000, false, false), false},
 		{"v6 SYN", ipv6AnswerFilter, noACK(ip6(61000, true, false), ethLen+ipv6Len+13), false},
 		{"v6 not TCP", ipv6AnswerFilter, setByte(ip6(61000, true, false), ethLen+6, 17), false},
+		{"v6 neighbour advertisement", ipv6AnswerFilter, naFrame(t, mac, vip6, vip6), true},
+		{"v6 neighbour solicitation", ipv6AnswerFilter, neighborSolicitation(nil, lbMAC, mac, lbAddr6, vip6), false},
 		{"ARP reply", arpReplyFilter, arpAnswerFrame(t, mac, vip4, 2), true},
 		{"ARP request", arpReplyFilter, arpAnswerFrame(t, mac, vip4, 1), false},
 	} {
@@ -536,8 +573,19 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(arpAnswerFrame(f, mac, vip4, 2))
 	f.Add(tcpFrame(nil, mac, lbMAC, lbAddr4, vip4, 61000, 80, 1, 0, tcpSYN))
 	f.Add(arpRequest(nil, mac, lbMAC, lbAddr4, vip4))
+	f.Add(naFrame(f, mac, vip6, vip6))
+	f.Add(neighborSolicitation(nil, mac, lbMAC, lbAddr6, vip6))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		parseARPReply(frame)
+		if na, ok := parseNA(frame); ok {
+			n := runFilter(t, ipv6AnswerFilter, frame)
+			if n == 0 {
+				t.Fatalf("filter drops a neighbour advertisement deliver acts on: %+v", na)
+			}
+			if cut, ok := parseNA(frame[:min(n, len(frame))]); !ok || cut != na {
+				t.Fatalf("advertisement cut to %d bytes parses as %+v (%v), want %+v", n, cut, ok, na)
+			}
+		}
 		h, ok := parseTCP(frame)
 		if !ok {
 			return
