@@ -86,6 +86,7 @@ const (
 	DropNDP                // IPv6 neighbour discovery for a VIP: handled by the responder
 	DropTruncated          // the ring captured less than the whole frame
 	DropTxError            // no room to transmit (every TX ring slot in flight) or the kernel refused a large frame
+	DropLoop               // sent by the very backend it would go to: a server without the VIP forwarding it back (a loop)
 	numReasons
 )
 
@@ -102,6 +103,7 @@ var reasonNames = [numReasons]string{
 	DropNDP:         "ndp",
 	DropTruncated:   "truncated",
 	DropTxError:     "tx_error",
+	DropLoop:        "loop",
 }
 
 func (r Reason) String() string {

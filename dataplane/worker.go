@@ -300,6 +300,12 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, flows uint64, now int64
 		}
 		return DropProtocol
 	}
+	if [6]byte(frame[6:12]) == b.MAC {
+		// The backend sent it: a server that does not hold the VIP and
+		// forwards IP routes its own copy back to the VIP's MAC. Sent
+		// back, it would circle until its TTL ran out.
+		return DropLoop
+	}
 	Rewrite(frame[:12], b.MAC, w.mac)
 	w.countBackend(b.Slot, len(frame))
 	return Forwarded

@@ -478,3 +478,25 @@ func TestWorkerCPUs(t *testing.T) {
 		t.Errorf("workerCPUs(2, nil) = %v, want no pinning", free)
 	}
 }
+
+// A frame sent by the very backend Maglev picks for it (a server without the
+// VIP, forwarding IP, routes the client's packet back to the VIP's MAC) is
+// dropped as a loop, untouched; the same flow from elsewhere is forwarded.
+func TestLoopDropped(t *testing.T) {
+	tab := testTable(t)
+	w := NewWorker(lbMAC, 1<<12, 1e12)
+	f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 40000, 80, nil)
+	to := handleTo(t, w, bytes.Clone(f), tab, 1)
+	looped := bytes.Clone(f)
+	copy(looped[6:12], to[:]) // sent by that backend
+	before := bytes.Clone(looped)
+	if r := w.Handle(looped, tab, 1); r != DropLoop {
+		t.Fatalf("a frame from the backend it would go to: %v, want %v", r, DropLoop)
+	}
+	if !bytes.Equal(looped, before) {
+		t.Error("a dropped frame was changed")
+	}
+	if DropLoop.String() != "loop" {
+		t.Errorf("DropLoop names itself %q", DropLoop.String())
+	}
+}
