@@ -8,7 +8,7 @@
 //	go run ./bench [flags]
 //
 // It needs root. Everything it creates lives in namespaces named
-// dsrlbb-XXXXXX-*, deleted on exit, on error and on Ctrl-C.
+// dsrlbb-PID-XXXXXX-*, deleted on exit, on error and on Ctrl-C (and by the next run if this one is killed).
 package main
 
 import (
@@ -33,7 +33,7 @@ import (
 const usage = `Usage: go run ./bench [flags]
 
 Builds namespaces gen, lb and sinks s1..sN on one bridge (prefix
-dsrlbb-XXXXXX-), then for each repetition runs every mode in turn
+dsrlbb-PID-XXXXXX-), then for each repetition runs every mode in turn
 (A B C A B C ...) with the same offered load:
 
   dsrlb    the dsrlb binary (built from ./cmd/dsrlb) in the lb namespace:

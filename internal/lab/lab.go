@@ -125,6 +125,9 @@ func (s *session) phase(format string, args ...any) {
 
 func (s *session) run(ctx context.Context) (*Report, error) {
 	prefix := netns.UniquePrefix("dsrlb")
+	if s.o.Keep {
+		prefix = netns.KeptPrefix("dsrlb") // it outlives this process: no sweep may take it
+	}
 	s.phase("building the lab network: namespaces %s{sw,client,lb,%s}", prefix, serverRange(s.plan.servers))
 	n, err := labnet.Build(s.plan.spec(prefix))
 	if err != nil {

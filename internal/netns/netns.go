@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
+	"strings"
 )
 
 // NS is a named network namespace. The zero value is not usable; get one from
@@ -22,16 +24,44 @@ func (n *NS) Name() string { return n.name }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
-// UniquePrefix returns base followed by a dash and 6 random hex digits and a
-// dash, e.g. "dsrlbt-3fa2c1-". Names built on it do not collide with a second
-// lab or test running at the same time. Keep base short: interface names are
-// limited to 15 bytes.
+// UniquePrefix returns base, this process's ID and 6 random hex digits, each
+// followed by a dash, e.g. "dsrlbt-4711-3fa2c1-". Names built on it do not
+// collide with a second lab or test running at the same time, and name the
+// process they belong to: before it returns, UniquePrefix deletes the
+// namespaces named on base by processes that no longer run (a test that
+// crashed or a lab killed with SIGKILL, whose cleanup never ran; see
+// SweepStale). Keep base short.
 func UniquePrefix(base string) string {
+	SweepStale(base)
+	return fmt.Sprintf("%s-%d-%s-", base, os.Getpid(), randomHex())
+}
+
+// KeptPrefix returns base and 6 random hex digits, each followed by a dash,
+// e.g. "dsrlb-3fa2c1-", for namespaces meant to outlive this process (a lab
+// kept for exploring): without a process ID in it, no sweep deletes them.
+func KeptPrefix(base string) string { return base + "-" + randomHex() + "-" }
+
+func randomHex() string {
 	var b [3]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand never fails on Linux
 	}
-	return base + "-" + hex.EncodeToString(b[:]) + "-"
+	return hex.EncodeToString(b[:])
+}
+
+// staleOwner returns the process ID a namespace name made from
+// UniquePrefix(base) carries, if it has one and that process is gone.
+func staleOwner(name, base string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, base+"-")
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(digits)
+	if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+		return 0, false
+	}
+	return pid, !processRuns(pid)
 }
 
 func checkName(name string) error {

@@ -43,6 +43,31 @@ func New(name string) (*NS, error) {
 	return n, err
 }
 
+// SweepStale deletes the namespaces named from UniquePrefix(base) by a
+// process that no longer runs, and returns their names. Errors are left to
+// the next sweep: a namespace that cannot be deleted now is still there.
+func SweepStale(base string) []string {
+	entries, err := os.ReadDir(bindDir)
+	if err != nil {
+		return nil
+	}
+	var gone []string
+	for _, e := range entries {
+		if _, stale := staleOwner(e.Name(), base); stale {
+			if err := vns.DeleteNamed(e.Name()); err == nil {
+				gone = append(gone, e.Name())
+			}
+		}
+	}
+	return gone
+}
+
+// processRuns reports whether process pid exists (signal 0 probes it).
+func processRuns(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}
+
 // Open returns a handle to an existing named namespace. Close releases the
 // handle without deleting the namespace.
 func Open(name string) (*NS, error) {

@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -61,5 +62,38 @@ func TestNewDoClose(t *testing.T) {
 func TestBadName(t *testing.T) {
 	if _, err := New("bad/name"); err == nil || !strings.Contains(err.Error(), "bad/name") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Namespaces named from UniquePrefix by a process that has died (its cleanup
+// never ran) are deleted by the next UniquePrefix of the same base; those of
+// running processes, other bases and names without a process ID stay.
+func TestSweepStale(t *testing.T) {
+	requireRoot(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := dead.Process.Pid // exited and reaped: no such process now
+	stale := fmt.Sprintf("dsrlbt-%d-abcdef-sw", pid)
+	live := UniquePrefix("dsrlbt") + "sw"                      // ours
+	other := fmt.Sprintf("dsrlbx-%d-abcdef-sw", pid)           // another base
+	old := KeptPrefix("dsrlbt") + "sw"                         // no process ID: kept
+	parent := fmt.Sprintf("dsrlbt-%d-abcdef-sw", os.Getppid()) // a running process
+	for _, name := range []string{stale, live, other, old, parent} {
+		n, err := New(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+	}
+	UniquePrefix("dsrlbt")
+	if Exists(stale) {
+		t.Errorf("%s (process %d is gone) survived the sweep", stale, pid)
+	}
+	for _, name := range []string{live, other, old, parent} {
+		if !Exists(name) {
+			t.Errorf("%s was swept", name)
+		}
 	}
 }
