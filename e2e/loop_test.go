@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -31,16 +29,7 @@ func TestForwardingLoopDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 20
-	c, err := l.client.Dial(context.Background(), "udp", fmt.Sprintf("%s:5353", vip4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		if _, err := c.Write([]byte("around")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Close()
+	l.sendUDP(n, "around")
 
 	var forwarded, loops float64
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {

@@ -22,6 +22,25 @@ import (
 
 // adminGet fetches path from the balancer's admin endpoint, from inside the
 // balancer's namespace (it listens on its loopback).
+// sendUDP sends n datagrams of msg from the client to vip4:5353, one flow.
+func (l *dsrLab) sendUDP(n int, msg string) {
+	t := l.t
+	t.Helper()
+	c, err := l.client.Dial(context.Background(), "udp", fmt.Sprintf("%s:5353", vip4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			time.Sleep(5 * time.Millisecond) // stay clear of socket buffers
+		}
+	}
+}
+
 func (l *dsrLab) adminGet(path string) (string, error) {
 	c := l.lb.HTTPClient(false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -116,19 +135,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	l := newDSRLab(t, 3)
 	l.startBalancer(l.config(l.servers, ""))
 	const n = 400
-	c, err := l.client.Dial(context.Background(), "udp", fmt.Sprintf("%s:5353", vip4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
-		if _, err := c.Write([]byte("count me")); err != nil {
-			t.Fatal(err)
-		}
-		if i%50 == 49 {
-			time.Sleep(5 * time.Millisecond) // stay clear of socket buffers
-		}
-	}
-	c.Close()
+	l.sendUDP(n, "count me")
 
 	var udp float64
 	var fams map[string]*dto.MetricFamily

@@ -129,35 +129,31 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// setLoVIP adds vip to (or removes it from) server i's lo, as `dsrlb server
+// up` has it.
 func (l *dsrLab) setLoVIP(i int, vip netip.Addr, present bool) {
 	l.t.Helper()
-	l.do(l.srv[i], func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		if present {
-			return netlink.AddrAdd(lo, vipOnLo(vip))
-		}
-		return netlink.AddrDel(lo, vipOnLo(vip))
-	})
+	l.setVIP(i, "lo", vip, present)
 }
 
-// setVIPOn adds an IPv6 vip to (or removes it from) server i's eth0, as a server
-// set up without the companion mode would hold it.
+// setVIPOn adds an IPv6 vip to (or removes it from) server i's eth0, as a
+// server set up without the companion mode would hold it.
 func (l *dsrLab) setVIPOn(i int, vip netip.Addr, present bool) {
 	l.t.Helper()
+	l.setVIP(i, "eth0", vip, present)
+}
+
+func (l *dsrLab) setVIP(i int, dev string, vip netip.Addr, present bool) {
+	l.t.Helper()
 	l.do(l.srv[i], func() error {
-		eth, err := netlink.LinkByName("eth0")
+		link, err := netlink.LinkByName(dev)
 		if err != nil {
 			return err
 		}
-		a := vipOnLo(vip)
-		a.Flags |= unix.IFA_F_NODAD // usable at once
 		if present {
-			return netlink.AddrAdd(eth, a)
+			return netlink.AddrAdd(link, vipOnLo(vip))
 		}
-		return netlink.AddrDel(eth, a)
+		return netlink.AddrDel(link, vipOnLo(vip))
 	})
 }
 
