@@ -380,11 +380,13 @@ func (c *vipSourceCounter) frame(frame []byte, outgoing bool) {
 	}
 }
 
-// sniff counts VIP-sourced frames on h's eth0 until the test ends or stop.
+// sniff counts VIP-sourced frames h sent or received, seen at the switch's
+// port of h (so that what the balancer's dataplane sends past its own taps,
+// with PACKET_QDISC_BYPASS, is seen too), until the test ends or stop.
 func (l *dsrLab) sniff(h *labnet.Host) (c *vipSourceCounter, stop func()) {
 	c = &vipSourceCounter{}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopSniff, err := h.Sniff(ctx, c.frame)
+	stopSniff, err := l.net.SniffPort(ctx, h.Name, c.frame)
 	if err != nil {
 		cancel()
 		l.t.Fatal(err)

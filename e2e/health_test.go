@@ -90,12 +90,18 @@ func TestHealthKillAndRestart(t *testing.T) {
 	t.Logf("detection %v after the kill (fall × interval = %v); back up %v after the restart (rise × interval = %v)",
 		detect.Round(time.Millisecond), fall, recover.Round(time.Millisecond), time.Duration(checkRise)*checkInterval)
 	// Fall probes are needed, the first within one interval of the kill
-	// (jitter ±10%), so detection lies in [(fall-1)·0.9·I, fall·I + I].
-	if detect < time.Duration(float64(checkFall-1)*0.9*float64(checkInterval)) || detect > fall+checkInterval {
-		t.Errorf("detection took %v, want within one interval of %v", detect, fall)
+	// (jitter ±10%): detection can come no sooner than (fall-1)·0.9·I; on an
+	// idle machine by fall·I + I (the log line above says how long it
+	// took). The upper bounds here are deadlines for a stuck checker, loose
+	// enough for a busy machine: timing is not this test's to judge.
+	if detect < time.Duration(float64(checkFall-1)*0.9*float64(checkInterval)) {
+		t.Errorf("detection took %v: fewer than fall (%d) failed probes could have run", detect, checkFall)
 	}
-	if recover > time.Duration(checkRise)*checkInterval+checkInterval {
-		t.Errorf("recovery took %v, want at most (rise+1) × interval", recover)
+	if limit := fall + 10*checkInterval; detect > limit {
+		t.Errorf("detection took %v, more than %v", detect, limit)
+	}
+	if limit := time.Duration(checkRise)*checkInterval + 10*checkInterval; recover > limit {
+		t.Errorf("recovery took %v, more than %v", recover, limit)
 	}
 
 	var total, beforeDetect, failedBefore, failedAfter, healthyErrs, afterBack, toVictimAfterBack int
@@ -127,8 +133,8 @@ func TestHealthKillAndRestart(t *testing.T) {
 	if failedAfter > 0 {
 		t.Errorf("%d requests failed after the dead server was detected", failedAfter)
 	}
-	if total < 500 {
-		t.Errorf("only %d requests in the run: the load was not steady", total)
+	if afterBack < 150 {
+		t.Errorf("only %d new connections in 10 s after the recovery (of %d requests in the run): the load was not steady", afterBack, total)
 	}
 	if toVictimAfterBack == 0 {
 		t.Errorf("the restarted server got none of %d new connections", afterBack)
@@ -188,7 +194,9 @@ func TestDrainByReload(t *testing.T) {
 	l := newDSRLab(t, 3)
 	l.startBalancer(webConfig(l.servers, "", nil))
 	victim := l.servers[2]
-	g := l.startLoad("http://"+vip4.String()+"/", 12, 0, 20*time.Millisecond)
+	// 24 keep-alive connections: all of them miss the victim with odds
+	// (2/3)^24, one in 17,000.
+	g := l.startLoad("http://"+vip4.String()+"/", 24, 0, 20*time.Millisecond)
 	time.Sleep(500 * time.Millisecond)
 	l.reload(webConfig(l.servers, "", map[string]int{victim.Name: 0}))
 	reloaded := time.Now()
@@ -196,7 +204,9 @@ func TestDrainByReload(t *testing.T) {
 		t.Fatalf("no reload\n%s", l.lbOut.String())
 	}
 	fresh := l.startLoad("http://"+vip4.String()+"/", 0, 4, 5*time.Millisecond)
-	time.Sleep(time.Second)
+	for deadline := time.Now().Add(15 * time.Second); len(fresh.snapshot()) < 100 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	kept, news := g.stop(), fresh.stop()
 	drainedKept := 0
 	for _, r := range kept {
@@ -225,7 +235,7 @@ func TestDrainByReload(t *testing.T) {
 		t.Errorf("no open connection to the drained server was exercised")
 	}
 	if len(news) < 100 {
-		t.Errorf("only %d new connections", len(news))
+		t.Errorf("only %d new connections in 15 s", len(news))
 	}
 	_ = netip.Addr{}
 }

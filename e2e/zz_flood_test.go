@@ -60,6 +60,10 @@ func rssKiB(t *testing.T, pid int) int {
 	return 0
 }
 
+// floodFrames is how many SYNs each flood has the balancer forward before it
+// is measured: many more than the flow tables hold.
+const floodFrames = 100000
+
 // floodResult is what one flood phase of TestSYNFlood saw.
 type floodResult struct {
 	sent, recv, fwd, evictions, live, capacity, tracking uint64
@@ -71,7 +75,7 @@ type floodResult struct {
 // flood runs the built-in generator's SYN flood with random sources at its
 // highest rate for a second, then measures 200 real requests during it and
 // reads the balancer's status and memory before stopping it.
-func (l *dsrLab) flood(t *testing.T) floodResult {
+func (l *dsrLab) flood(t *testing.T, until uint64) floodResult {
 	pid := l.lbCmd.Process.Pid
 	var r floodResult
 	r.rssBefore = rssKiB(t, pid)
@@ -84,7 +88,18 @@ func (l *dsrLab) flood(t *testing.T) floodResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // let the flood fill the flow tables, if it can
+	// Let the flood fill the flow tables, if it can: until the balancer has
+	// forwarded until frames in all (a count, not a rate: a slow machine
+	// takes longer), or 30 s.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var fwd uint64
+		for _, w := range l.status(t).Workers {
+			fwd += w.Forwarded()
+		}
+		if fwd >= until {
+			break
+		}
+	}
 	r.during, r.failed = l.latencies(200)
 	r.rssDuring = rssKiB(t, pid)
 	st := l.status(t)
@@ -123,13 +138,13 @@ func TestSYNFlood(t *testing.T) {
 		t.Errorf("real client failures without the flood: %d", baseFailed)
 	}
 
-	steady := l.flood(t)
+	steady := l.flood(t, floodFrames)
 	// A backend leaves: the workers track flows from their next frame on.
 	l.reload(l.config(l.servers[:2], extra))
 	if _, ok := l.waitLog("configuration reloaded", 5*time.Second); !ok {
 		t.Fatalf("no reload\n%s", l.lbOut.String())
 	}
-	tracking := l.flood(t)
+	tracking := l.flood(t, steady.fwd+floodFrames)
 
 	// The bound: the rings (2 workers × 16 MiB, locked and populated) and the
 	// flow tables, plus a fixed margin for the Go runtime, heap and binary.
@@ -167,11 +182,11 @@ func TestSYNFlood(t *testing.T) {
 			t.Errorf("%s: %d real client failures during the flood", c.name, r.failed)
 		}
 	}
-	if steady.tracking != 0 || steady.live != 0 || steady.evictions != 0 || steady.fwd < 100000 {
+	if steady.tracking != 0 || steady.live != 0 || steady.evictions != 0 || steady.fwd < floodFrames {
 		t.Errorf("steady state: %d workers tracking, %d flow-table entries, %d evictions after %d forwarded; want none of either",
 			steady.tracking, steady.live, steady.evictions, steady.fwd)
 	}
-	if tracking.tracking != 2 || tracking.evictions == 0 || tracking.fwd-steady.fwd < 100000 {
+	if tracking.tracking != 2 || tracking.evictions == 0 || tracking.fwd-steady.fwd < floodFrames {
 		t.Errorf("after a table change: %d workers tracking, %d evictions, %d forwarded by the second flood: the flood did not overflow the flow tables",
 			tracking.tracking, tracking.evictions, tracking.fwd-steady.fwd)
 	}

@@ -49,7 +49,7 @@ var (
 // (rise 2, fall 3) by a scripted prober.
 func checkedEngine(t *testing.T) (*Engine, *scriptedProber, *fakeDataplane) {
 	cfg := testConfig()
-	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 2, Fall: 3}
+	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 2, Fall: 3}
 	for i := range cfg.Services[0].Backends {
 		cfg.Services[0].Backends[i].Health = h
 	}

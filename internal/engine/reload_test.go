@@ -63,7 +63,7 @@ func TestReloadRefusedByDataplaneIsUndone(t *testing.T) {
 		return nil
 	}}
 	cfg := testConfig()
-	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 1, Fall: 1}
+	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
 	cfg.Services[0].Health = h
 	for i := range cfg.Services[0].Backends {
 		cfg.Services[0].Backends[i].Health = h
@@ -234,7 +234,7 @@ func TestReloadRefusesDSRCheckWithoutProber(t *testing.T) {
 // Healthy).
 func TestStatusUnresolvedAndDown(t *testing.T) {
 	cfg := testConfig()
-	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: 10 * time.Millisecond, Rise: 1, Fall: 1}
+	h := config.Health{Kind: "tcp", Interval: 20 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
 	for i := range cfg.Services[0].Backends {
 		cfg.Services[0].Backends[i].Health = h
 	}

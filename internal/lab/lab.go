@@ -140,7 +140,7 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 	}
 
 	lb := n.Host("lb")
-	s.capture, err = startCapture(lb, s.plan)
+	s.capture, err = startCapture(n, s.plan)
 	if err != nil {
 		return nil, err
 	}
@@ -487,12 +487,15 @@ type vipCapture struct {
 	stopf func() error
 }
 
-func startCapture(lb *labnet.Host, p plan) (*vipCapture, error) {
+// startCapture counts at the switch's port of the balancer: a capture on the
+// balancer's own eth0 would miss what its dataplane sends
+// (PACKET_QDISC_BYPASS skips the host's taps).
+func startCapture(n *labnet.Net, p plan) (*vipCapture, error) {
 	c := &vipCapture{count: make([]int, len(p.families))}
 	for _, f := range p.families {
 		c.vips = append(c.vips, f.vip)
 	}
-	stop, err := lb.Sniff(context.Background(), func(frame []byte, outgoing bool) {
+	stop, err := n.SniffPort(context.Background(), "lb", func(frame []byte, outgoing bool) {
 		if !outgoing {
 			return
 		}

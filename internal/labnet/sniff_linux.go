@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dsrlb/dsrlb/internal/netns"
 )
 
 // sniffBuffer holds the largest frame the capture passes on in full: a GSO
@@ -25,10 +27,12 @@ const sniffRcvBuf = 8 << 20
 // can hold (every queued frame is charged at least 256 bytes).
 const maxDrain = sniffRcvBuf / 256
 
-func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, error) {
+// sniffOn captures on interface link of namespace ns; what names it in
+// errors ("eth0 of host lb").
+func sniffOn(ctx context.Context, ns *netns.NS, link, what string, fn func([]byte, bool)) (func() error, error) {
 	var fd int
-	err := h.NS.Do(func() error {
-		ifi, err := net.InterfaceByName(h.Link)
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(link)
 		if err != nil {
 			return err
 		}
@@ -49,18 +53,18 @@ func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open capture on %s of host %s: %w", h.Link, h.Name, err)
+		return nil, fmt.Errorf("open capture on %s: %w", what, err)
 	}
 	// A non-blocking fd makes a pollable os.File, so a read deadline can
 	// wake the reader.
-	f := os.NewFile(uintptr(fd), "packet:"+h.Name+":"+h.Link)
+	f := os.NewFile(uintptr(fd), "packet:"+what)
 	rc, err := f.SyscallConn()
 	if err == nil {
 		err = f.SetReadDeadline(time.Time{}) // fails if the file is not pollable
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("open capture on %s of host %s: %w", h.Link, h.Name, err)
+		return nil, fmt.Errorf("open capture on %s: %w", what, err)
 	}
 
 	quit := make(chan struct{})
@@ -88,7 +92,7 @@ func (h *Host) sniff(ctx context.Context, fn func([]byte, bool)) (func() error, 
 			result = fmt.Errorf("%w: %d of %d frames", ErrDropped, drops, total)
 		}
 		if result != nil {
-			result = fmt.Errorf("capture on %s of host %s: %w", h.Link, h.Name, result)
+			result = fmt.Errorf("capture on %s: %w", what, result)
 		}
 	}()
 	var once sync.Once
