@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
 // Acceptance: `dsrlb lab` (the README's first command) passes, and a second
@@ -33,5 +39,51 @@ func TestLabCommand(t *testing.T) {
 	}
 	if !strings.Contains(outs[0], "IPv6 via VIP") {
 		t.Errorf("lab --ipv6 did not test IPv6:\n%s", outs[0])
+	}
+}
+
+// A lab whose terminal hangs up (SIGHUP) tears down as on Ctrl-C: its
+// balancer and servers stop and its namespaces go.
+func TestLabHangup(t *testing.T) {
+	requireRoot(t)
+	cmd := exec.Command(dsrlbBin, "lab", "--requests", "100000")
+	var out syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "sending") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the lab never started sending:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := regexp.MustCompile(`namespaces (dsrlb-[0-9]+-[0-9a-f]+-)\{`).FindStringSubmatch(out.String())
+	if m == nil {
+		cmd.Process.Kill()
+		t.Fatalf("no namespace prefix in the lab's output:\n%s", out.String())
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the lab did not end 30 s after SIGHUP:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "deleting the lab's namespaces") {
+		t.Errorf("the lab did not tear down after SIGHUP:\n%s", out.String())
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), m[1]) {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+	if ps, _ := exec.Command("pgrep", "-f", "netns exec "+m[1]).Output(); len(ps) > 0 {
+		t.Errorf("processes of the lab still run after SIGHUP: %s", ps)
 	}
 }

@@ -45,7 +45,8 @@ deleted at the end (unless --keep).`, stderr)
 	if err != nil {
 		return fail(stderr, exitFailure, "lab: find own executable: %v", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) tears the lab down as Ctrl-C does.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if _, err := lab.Run(ctx, lab.Options{Binary: self, Requests: *requests, Servers: *servers, IPv6: *ipv6, Keep: *keep, Out: stdout, Log: log}); err != nil {
 		return fail(stderr, exitFailure, "lab: %v", err)

@@ -167,7 +167,7 @@ func fakeOptions(t *testing.T, mode string, out io.Writer) Options {
 // other labs running on this machine at the same time do not matter.
 func assertCleanedUp(t *testing.T, out string) {
 	t.Helper()
-	m := regexp.MustCompile(`namespaces (dsrlb-(?:[0-9]+-)?[0-9a-f]+-)\{`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`namespaces (dsrlb-(?:[0-9]+-|k)?[0-9a-f]+-)\{`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no namespace prefix in the lab's output:\n%s", out)
 	}

@@ -36,10 +36,10 @@ func UniquePrefix(base string) string {
 	return fmt.Sprintf("%s-%d-%s-", base, os.Getpid(), randomHex())
 }
 
-// KeptPrefix returns base and 6 random hex digits, each followed by a dash,
-// e.g. "dsrlb-3fa2c1-", for namespaces meant to outlive this process (a lab
-// kept for exploring): without a process ID in it, no sweep deletes them.
-func KeptPrefix(base string) string { return base + "-" + randomHex() + "-" }
+// KeptPrefix returns base, "k" and 6 random hex digits, e.g.
+// "dsrlb-k3fa2c1-", for namespaces meant to outlive this process (a lab kept
+// for exploring): with no process ID in it, no sweep deletes them.
+func KeptPrefix(base string) string { return base + "-k" + randomHex() + "-" }
 
 func randomHex() string {
 	var b [3]byte
@@ -56,9 +56,11 @@ func staleOwner(name, base string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	digits, _, ok := strings.Cut(rest, "-")
+	// The whole shape: PID-XXXXXX-, 6 lower-case hex digits.
+	digits, rest, ok := strings.Cut(rest, "-")
 	pid, err := strconv.Atoi(digits)
-	if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+	if !ok || err != nil || pid <= 0 || pid == os.Getpid() || len(rest) < 7 || rest[6] != '-' ||
+		strings.Trim(rest[:6], "0123456789abcdef") != "" {
 		return 0, false
 	}
 	return pid, !processRuns(pid)

@@ -79,8 +79,10 @@ func TestSweepStale(t *testing.T) {
 	live := UniquePrefix("dsrlbt") + "sw"                      // ours
 	other := fmt.Sprintf("dsrlbx-%d-abcdef-sw", pid)           // another base
 	old := KeptPrefix("dsrlbt") + "sw"                         // no process ID: kept
+	digits := "dsrlbt-k123456-sw"                              // a kept prefix of digits only
+	short := fmt.Sprintf("dsrlbt-%d-client", pid)              // not the whole shape
 	parent := fmt.Sprintf("dsrlbt-%d-abcdef-sw", os.Getppid()) // a running process
-	for _, name := range []string{stale, live, other, old, parent} {
+	for _, name := range []string{stale, live, other, old, digits, short, parent} {
 		n, err := New(name)
 		if err != nil {
 			t.Fatal(err)
@@ -91,7 +93,7 @@ func TestSweepStale(t *testing.T) {
 	if Exists(stale) {
 		t.Errorf("%s (process %d is gone) survived the sweep", stale, pid)
 	}
-	for _, name := range []string{live, other, old, parent} {
+	for _, name := range []string{live, other, old, digits, short, parent} {
 		if !Exists(name) {
 			t.Errorf("%s was swept", name)
 		}
