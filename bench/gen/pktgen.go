@@ -2,6 +2,7 @@ package gen
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,9 +73,10 @@ func (g Pktgen) Script(l *Load) ([]PktgenWrite, error) {
 	addrs, ports := FlowSpace(l.Flows)
 	burst := max(g.Burst, 1)
 	first := SourceBase.As4()
-	end := first // one past the last source address: pktgen draws from [src_min, src_max)
-	n := uint32(first[2])<<8 | uint32(first[3]) + uint32(addrs)
-	end[2], end[3] = byte(n>>8), byte(n)
+	// One past the last source address: pktgen draws from [src_min, src_max).
+	// In 32 bits: 65,536 addresses carry into the second byte.
+	var end [4]byte
+	binary.BigEndian.PutUint32(end[:], binary.BigEndian.Uint32(first[:])+uint32(addrs))
 	var w []PktgenWrite
 	for i := 0; i < l.Threads; i++ {
 		thread := fmt.Sprintf("kpktgend_%d", i)

@@ -62,6 +62,11 @@ func TestPktgenScript(t *testing.T) {
 			t.Errorf("rate script lacks %q: %q", want, cmds)
 		}
 	}
+	l.Flows = MaxFlows // 65,536 addresses: the end carries into the second byte
+	w, _ = Pktgen{}.Script(l)
+	if !slices.ContainsFunc(w, func(x PktgenWrite) bool { return x.Cmd == "src_max 198.20.0.0" }) {
+		t.Errorf("at %d flows, src_max is not 198.20.0.0 (one past 198.19.255.255): %v", MaxFlows, w)
+	}
 	if slices.Contains(cmds, "delay 0") {
 		t.Error("rate script has delay 0")
 	}
