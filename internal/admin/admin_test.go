@@ -108,6 +108,9 @@ func TestEndpoints(t *testing.T) {
 	if got := len(fams["dsrlb_worker_ring_wait_seconds"].GetMetric()); got != 2 {
 		t.Errorf("worker_ring_wait_seconds: %d series, want one per worker (2)", got)
 	}
+	if got := len(fams["dsrlb_backend_up"].GetMetric()); got != 2 {
+		t.Errorf("backend_up: %d series, want one per backend (2)", got)
+	}
 	for _, m := range fams["dsrlb_backend_up"].GetMetric() {
 		want := 1.0
 		if m.GetLabel()[0].GetValue() == "198.18.0.12" {

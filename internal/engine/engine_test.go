@@ -150,10 +150,21 @@ func TestResolverErrorLoggedOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx, &fakeDataplane{tables: make(chan *balancer.Table, 100)}); close(done) }()
-	time.Sleep(300 * time.Millisecond) // refreshes every 20 ms
+	// Refreshes run every 20 ms: wait for several after the first.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		asks := r.asks
+		r.mu.Unlock()
+		if asks >= 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d lookups in 30 s of 20 ms refreshes", asks)
+		}
+	}
 	cancel()
 	<-done
 	if n := strings.Count(logs.String(), "no such device"); n != 1 {
-		t.Fatalf("the resolver's error was logged %d times in 300 ms of refreshes; want once:\n%s", n, logs.String())
+		t.Fatalf("the resolver's error was logged %d times over 6 lookups; want once:\n%s", n, logs.String())
 	}
 }
