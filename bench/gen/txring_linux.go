@@ -317,11 +317,21 @@ type monoClock struct {
 }
 
 func newMonoClock() monoClock {
-	var a, b unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &a)
-	t0 := time.Now()
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &b)
-	return monoClock{base: (a.Nano() + b.Nano()) / 2, t0: t0}
+	// The reading's error is half the time between the two clock_gettime
+	// calls around time.Now: keep the tightest of a few, so that a
+	// preemption between them does not shift every stamp.
+	var best monoClock
+	width := int64(-1)
+	for range 8 {
+		var a, b unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &a)
+		t0 := time.Now()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &b)
+		if w := b.Nano() - a.Nano(); width < 0 || w < width {
+			best, width = monoClock{base: (a.Nano() + b.Nano()) / 2, t0: t0}, w
+		}
+	}
+	return best
 }
 
 func (c monoClock) now() int64 { return c.base + int64(time.Since(c.t0)) }

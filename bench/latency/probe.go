@@ -63,6 +63,14 @@ func (p *Probe) add(ns int64, a Arrival) {
 	}
 }
 
+// Seen is how many stamped frames the probe has read since the previous
+// Take (or Run), and how many arrivals it keeps (see RecordArrivals).
+func (p *Probe) Seen() (stamped, arrivals int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.samples) + p.bad, len(p.arrivals)
+}
+
 // Take returns the samples since the previous Take (or Run) and how many
 // stamped frames had a negative latency (clock trouble), and starts afresh.
 func (p *Probe) Take() (samples []int64, negative int) {
