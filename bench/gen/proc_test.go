@@ -57,10 +57,11 @@ func TestStopTree(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
-	time.Sleep(200 * time.Millisecond)
 	root := cmd.Process.Pid
-	if len(family(processes(), root)) == 0 {
-		t.Fatal("the child shell is not found")
+	for deadline := time.Now().Add(10 * time.Second); len(family(processes(), root)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the child shell is not found")
+		}
 	}
 	note, err := stopTree(root, done, 300*time.Millisecond)
 	if err != nil {

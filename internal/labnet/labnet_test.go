@@ -368,7 +368,9 @@ func checkSniff(t *testing.T, n *Net) {
 	// Frames captured before stop reach fn even if the reader is behind:
 	// fn holds the first frame until stop has been called, while the
 	// rest of an HTTP exchange queues on the socket.
-	first, release := make(chan struct{}), make(chan struct{})
+	first, release, deadlineSet := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	stopDeadlineSet = func() { close(deadlineSet) }
+	defer func() { stopDeadlineSet = nil }()
 	var in, held bool
 	stop, err = client.Sniff(context.Background(), func(frame []byte, outgoing bool) {
 		if !held {
@@ -387,7 +389,7 @@ func checkSniff(t *testing.T, n *Net) {
 	<-first
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	time.Sleep(100 * time.Millisecond) // stop has set the read deadline
+	<-deadlineSet // stop has set the read deadline: the reader is behind it
 	close(release)
 	if err := <-stopped; err != nil {
 		t.Fatal(err)

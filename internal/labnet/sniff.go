@@ -30,6 +30,10 @@ func (h *Host) Sniff(ctx context.Context, fn func(frame []byte, outgoing bool)) 
 	return sniffOn(ctx, h.NS, h.Link, h.Link+" of host "+h.Name, fn)
 }
 
+// stopDeadlineSet, if set (by a test, before a capture starts), is called
+// once a stop has set the capture's read deadline.
+var stopDeadlineSet func()
+
 // SniffPort is Sniff on the bridge's side of host's link: it sees every
 // frame the host put on the wire (outgoing true) or was sent (false),
 // whatever the host's own taps would have missed.

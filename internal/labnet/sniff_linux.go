@@ -76,6 +76,9 @@ func sniffOn(ctx context.Context, ns *netns.NS, link, what string, fn func([]byt
 		case <-quit:
 		}
 		f.SetReadDeadline(time.Unix(1, 0))
+		if stopDeadlineSet != nil {
+			stopDeadlineSet()
+		}
 	}()
 	go func() {
 		defer close(finished)
