@@ -117,6 +117,19 @@ func TestVIPFilterExactAtTheLimit(t *testing.T) {
 	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}) }
 	tagged := buildFrame(t, client4, v4(0), layers.IPProtocolUDP, 1000, 53, nil)
 	tagged = append(tagged[:12:12], append([]byte{0x81, 0x00, 0, 7}, tagged[12:]...)...)
+	qinq := buildFrame(t, client4, v4(0), layers.IPProtocolUDP, 1000, 53, nil)
+	qinq = append(qinq[:12:12], append([]byte{0x88, 0xa8, 0, 7}, qinq[12:]...)...)
+	// Near misses that differ from a VIP in one 32-bit word only, the first
+	// three included: a wrong offset or word lets one of them pass.
+	nearMiss := func(vip netip.Addr) []netip.Addr {
+		var out []netip.Addr
+		for w := range 4 {
+			b := vip.As16()
+			b[4*w] ^= 0x40
+			out = append(out, netip.AddrFrom16(b))
+		}
+		return out
+	}
 	for _, mix := range []struct{ n4, n6 int }{{maxFilterVIPs, 0}, {0, maxFilterVIPs}, {maxFilterVIPs / 2, maxFilterVIPs / 2}, {1, maxFilterVIPs - 1}} {
 		var vips []netip.Addr
 		for i := range mix.n4 {
@@ -141,8 +154,18 @@ func TestVIPFilterExactAtTheLimit(t *testing.T) {
 				runFilter(t, prog, buildFrame(t, client6, v6(200), layers.IPProtocolTCP, 1000, 80, nil)) != 0 {
 				t.Errorf("%d IPv4 + %d IPv6 VIPs: a frame to another address passes (not the exact filter)", mix.n4, mix.n6)
 			}
-			if runFilter(t, prog, tagged) == 0 {
-				t.Errorf("%d IPv4 + %d IPv6 VIPs: a VLAN-tagged frame is rejected", mix.n4, mix.n6)
+			if runFilter(t, prog, tagged) == 0 || runFilter(t, prog, qinq) == 0 {
+				t.Errorf("%d IPv4 + %d IPv6 VIPs: a VLAN-tagged (802.1Q or QinQ) frame is rejected", mix.n4, mix.n6)
+			}
+			for _, vip := range vips {
+				if !vip.Is6() {
+					continue
+				}
+				for _, miss := range nearMiss(vip) {
+					if !slices.Contains(vips, miss) && runFilter(t, prog, buildFrame(t, client6, miss, layers.IPProtocolTCP, 1000, 80, nil)) != 0 {
+						t.Errorf("%d IPv4 + %d IPv6 VIPs: %s, one word off VIP %s, passes", mix.n4, mix.n6, miss, vip)
+					}
+				}
 			}
 		}
 	}
@@ -205,5 +228,43 @@ func TestCheckFanout(t *testing.T) {
 	}
 	if _, err := ParseFanout("lb"); err == nil {
 		t.Error(`ParseFanout("lb") succeeded`)
+	}
+}
+
+// The assembler refuses what classic BPF cannot encode: a jump beyond 255
+// instructions, a backward jump, a jump to a label never marked.
+func TestAssemblerRefuses(t *testing.T) {
+	// skipping builds a jump over n instructions to a return.
+	skipping := func(n int) ([]bpf.Instruction, bool) {
+		var a assembler
+		l := a.label()
+		a.jeq(1, l, 0)
+		for range n {
+			a.emit(bpf.RetConstant{Val: 0})
+		}
+		a.mark(l)
+		a.emit(bpf.RetConstant{Val: 1})
+		return a.assemble()
+	}
+	if prog, ok := skipping(255); !ok || prog[0].(bpf.JumpIf).SkipTrue != 255 {
+		t.Errorf("a jump over 255: ok %v, %v", ok, prog[:min(len(prog), 1)])
+	}
+	if _, ok := skipping(256); ok {
+		t.Error("a jump over 256 assembled")
+	}
+	var back assembler
+	l := back.label()
+	back.mark(l)
+	back.emit(bpf.RetConstant{Val: 0})
+	back.jeq(1, l, 0)
+	back.emit(bpf.RetConstant{Val: 1})
+	if _, ok := back.assemble(); ok {
+		t.Error("a backward jump assembled")
+	}
+	var unmarked assembler
+	unmarked.jeq(1, unmarked.label(), 0)
+	unmarked.emit(bpf.RetConstant{Val: 1})
+	if _, ok := unmarked.assemble(); ok {
+		t.Error("a jump to an unmarked label assembled")
 	}
 }

@@ -124,3 +124,59 @@ func runDataplane(t *testing.T, p *txPair, cfg Config) (d *Dataplane, stop func(
 	t.Cleanup(stop)
 	return d, stop
 }
+
+// After the interface goes down and up, the neighbour responder still
+// answers ARP for the VIPs (its sockets get the same pending ENETDOWN as the
+// workers'); and it never answers a request sent from the balancer's own
+// MAC (the DSR health probe's).
+func TestResponderAfterLinkFlap(t *testing.T) {
+	p := newTxPair(t)
+	runDataplane(t, p, Config{Interface: "a", Workers: 1})
+	rx := p.receiver(t)
+	if err := p.h.LinkSetDown(p.a); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.h.LinkSetUp(p.a); err != nil {
+		t.Fatal(err)
+	}
+	asker := [6]byte(p.b.Attrs().HardwareAddr)
+	request := func(from [6]byte) []byte {
+		return appendARP(nil, broadcastMAC, arpOpRequest, from, client4, [6]byte{}, vip4)
+	}
+	replies := func(to [6]byte) int {
+		tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+		unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		buf := make([]byte, 2048)
+		n := 0
+		for {
+			m, _, err := unix.Recvfrom(rx, buf, 0)
+			if err == unix.ENETDOWN || err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return n
+			}
+			if m >= 42 && [6]byte(buf[0:6]) == to && buf[12] == 0x08 && buf[13] == 0x06 && buf[21] == 2 {
+				n++
+			}
+		}
+	}
+	// The carrier comes back asynchronously: ask until answered, or 10 s.
+	got := 0
+	for deadline := time.Now().Add(10 * time.Second); got == 0 && time.Now().Before(deadline); {
+		if err := sendPinned(p, 0, [][]byte{request(asker)}); err != nil {
+			t.Fatal(err)
+		}
+		got = replies(asker)
+	}
+	if got == 0 {
+		t.Fatal("no ARP reply for the VIP after the link went down and up: the responder stopped")
+	}
+	own := [6]byte(p.a.Attrs().HardwareAddr)
+	if err := sendPinned(p, 0, [][]byte{request(own)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := replies(own); n != 0 {
+		t.Errorf("the responder answered %d requests sent from the balancer's own MAC", n)
+	}
+}

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
@@ -130,13 +132,28 @@ func (r *responder) run(ctx context.Context) {
 func (r *responder) serve(c *packet.Conn, answer func(frame, out []byte) ([]byte, [6]byte)) {
 	in := make([]byte, 1<<16)
 	out := make([]byte, 0, naFrameLen)
+	var lastErr error
 	for {
 		n, _, err := c.ReadFrom(in)
 		if err != nil {
-			if !r.closing.Load() {
-				r.log.Error("neighbour responder read failed; VIPs are no longer answered", "err", err)
+			if r.closing.Load() {
+				return
 			}
-			return
+			// A socket error is reported once and the socket goes on (the
+			// ENETDOWN of a link that went down and up): keep answering.
+			// The same error again right away waits a little, so a socket
+			// that fails for good does not spin.
+			if lastErr != nil && err.Error() == lastErr.Error() {
+				time.Sleep(100 * time.Millisecond)
+			} else {
+				r.log.Warn("neighbour responder read failed; reading on", "err", err)
+			}
+			lastErr = err
+			continue
+		}
+		lastErr = nil
+		if n >= 12 && ([6]byte(in[6:12]) == r.mac || bytes.Equal(in[6:12], r.ifi.HardwareAddr)) {
+			continue // our own request (the DSR health probe's): not a neighbour's
 		}
 		reply, to := answer(in[:n], out[:0])
 		if reply == nil {

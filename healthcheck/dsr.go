@@ -100,13 +100,12 @@ func dsrName(vip netip.Addr, port uint16, mac [6]byte) string {
 	return "dsr probe VIP " + netip.AddrPortFrom(vip, port).String() + " via " + net.HardwareAddr(mac[:]).String()
 }
 
-// ProbeDSR sends a TCP SYN for vip:port to mac, and for an IPv4 VIP an ARP
-// request for vip unicast to mac. It fails on a RST, on an ARP answer from
-// mac, and on no SYN-ACK by the time ctx is done (after DefaultTimeout if
-// ctx has no deadline). A SYN-ACK is answered with a RST. An IPv6 probe
-// returns as soon as the SYN-ACK arrives; an IPv4 probe listens for the ARP
-// answer until ctx is done, since only silence shows the server's ARP
-// settings are right.
+// ProbeDSR sends a TCP SYN for vip:port to mac, and an ARP request (IPv4)
+// or a neighbour solicitation (IPv6) for vip unicast to mac. It fails on a
+// RST, on a neighbour answer from mac, and on no SYN-ACK from mac by the
+// time ctx is done (after DefaultTimeout if ctx has no deadline). A SYN-ACK
+// is answered with a RST. A passing probe listens until ctx is done, since
+// only silence shows the server's neighbour settings are right.
 func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uint16, mac [6]byte) error {
 	vip = vip.Unmap()
 	what := dsrName(vip, port, mac)
