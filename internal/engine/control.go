@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 	}
 	if err != nil {
 		e.restore(undo)
+		// The MACs refreshed on the way may differ from the running
+		// table's: publish the restored configuration with them.
+		e.publish("reload undone")
 		return "", fmt.Errorf("reload refused, the running configuration stays: %w", err)
 	}
 	for _, st := range removed {
@@ -155,6 +159,9 @@ func diffConfigs(a, b *config.Config) []string {
 				if p.Weight != nb.Weight {
 					out = append(out, fmt.Sprintf("%s: backend %s weight %d → %d", s.Name, nb.Address, p.Weight, nb.Weight))
 				}
+				if !bytes.Equal(p.MAC, nb.MAC) {
+					out = append(out, fmt.Sprintf("%s: backend %s mac %s → %s", s.Name, nb.Address, macOrResolved(p.MAC), macOrResolved(nb.MAC)))
+				}
 				if !specEqual(p.Health.Spec(), nb.Health.Spec()) {
 					checks = append(checks, nb.Address.String())
 				}
@@ -206,24 +213,39 @@ func (e *Engine) SetDrained(ctx context.Context, service string, addr netip.Addr
 		if st.drained == drained {
 			return
 		}
+		was := *st
 		st.drained = drained
 		action := "enabled"
 		switch {
 		case drained:
 			action = "drained"
-			st.drainAt = time.Now()
+			if st.drainAt.IsZero() { // already draining (weight 0): its timeout runs on
+				st.drainAt = time.Now()
+			}
 		case e.configuredWeight(service, addr) == 0:
 			// Still draining by its configured weight 0: its drain
 			// timeout keeps running.
 		default:
 			st.drainAt = time.Time{}
 		}
+		if perr := e.publish("backend " + addr.String() + " " + action); perr != nil {
+			*st = was
+			err = fmt.Errorf("backend %s of service %s not %s: %w", addr, service, action, perr)
+			return
+		}
 		e.log.Info("backend "+addr.String()+" "+action+" by an admin action", "service", service, "backend", addr)
-		e.publish("backend " + addr.String() + " " + action)
 	}); derr != nil {
 		return derr
 	}
 	return err
+}
+
+// macOrResolved names a configured backend MAC, nil meaning resolved.
+func macOrResolved(m net.HardwareAddr) string {
+	if m == nil {
+		return "resolved"
+	}
+	return m.String()
 }
 
 // configuredWeight is a backend's weight in the running configuration.

@@ -210,8 +210,8 @@ func refreshEvery(cfg *config.Config) time.Duration {
 	return cfg.NeighborRefresh
 }
 
-// do runs f on Run's goroutine and waits for it; ErrNotRunning if Run is not
-// running.
+// do runs f on Run's goroutine and waits for it; ctx's error if Run does not
+// take it before ctx is done.
 func (e *Engine) do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
 	select {

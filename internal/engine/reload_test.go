@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,16 +73,39 @@ func TestReloadRefusedByDataplaneIsUndone(t *testing.T) {
 	sp := &scriptedProber{answer: map[netip.Addr]func() error{}}
 	e := runEngine(t, cfg, r, sp, dp)
 	ctx := context.Background()
+	// .12 is down before the reload: the undo must keep it down.
+	sp.set(b12, func() error { return errors.New("connection refused") })
+	if tab := waitTable(t, dp); has(tab, b12) {
+		t.Fatalf(".12 failed its check, but the table still has it: %v", backends(tab))
+	}
+	slots := func() map[string]uint16 {
+		st, err := e.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]uint16{}
+		for _, s := range st.Services {
+			for _, b := range s.Backends {
+				out[s.Name+"/"+b.Address] = b.Slot
+			}
+		}
+		return out
+	}
+	before := slots()
+	a21 := netip.MustParseAddr("198.18.0.21")
+	var probes21 atomic.Int64
+	sp.set(a21, func() error { probes21.Add(1); return nil })
 
 	bad := testConfig()
 	bad.Services[0].Health = h
 	for i := range bad.Services[0].Backends {
 		bad.Services[0].Backends[i].Health = h
 	}
-	bad.Services[0].Backends = bad.Services[0].Backends[:2] // .13 removed
-	bad.Services[0].Backends[0].Health.Kind = "none"        // .11's check changed
+	bad.Services[0].Backends = bad.Services[0].Backends[:2]             // .13 removed
+	bad.Services[0].Backends[0].Health.Kind = "none"                    // .11's check changed
+	bad.Services[0].Backends[1].Health.Interval = 30 * time.Millisecond // .12's check restarted
 	bad.Services = append(bad.Services, config.Service{Name: "api", VIP: local, Port: 443, Protocol: config.TCP, TableSize: 251,
-		Backends: []config.Backend{{Address: netip.MustParseAddr("198.18.0.21"), Weight: 1, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x21}}}})
+		Backends: []config.Backend{{Address: a21, Weight: 1, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x21}, Health: h}}})
 	summary, err := e.Reload(ctx, bad)
 	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), local.String()) {
 		t.Fatalf("reload with a refused table: summary %q, err %v; want it refused, saying why", summary, err)
@@ -92,6 +116,21 @@ func TestReloadRefusedByDataplaneIsUndone(t *testing.T) {
 	}
 	if len(st.Services) != 1 || len(st.Services[0].Backends) != 3 || st.Services[0].Check != "tcp" {
 		t.Fatalf("after the refused reload: %+v; want the running configuration (web, 3 backends, tcp checks)", st.Services)
+	}
+	if got := stateOf(t, e, "web", b12); got != "down" {
+		t.Errorf(".12, down before the refused reload, is %q after it", got)
+	}
+	if got := slots(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("counter slots after the refused reload %v, before %v", got, before)
+	}
+	probes21.Store(0)
+	time.Sleep(200 * time.Millisecond) // ten of the added backend's check intervals
+	if n := probes21.Load(); n != 0 {
+		t.Errorf("the refused reload's added backend was probed %d times after the undo: its checker leaked", n)
+	}
+	sp.set(b12, nil)
+	if tab := waitTable(t, dp); !has(tab, b12) {
+		t.Fatalf(".12 recovered after the refused reload, but the table does not have it: %v", backends(tab))
 	}
 	// .13's and .11's checks run as before: a failure of each is published.
 	for _, a := range []netip.Addr{b13, b11} {
@@ -158,6 +197,23 @@ func TestBackendSlots(t *testing.T) {
 	}
 }
 
+// A reload that changes a backend's static MAC says so.
+func TestReloadReportsMACChange(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	e := runEngine(t, testConfig(), r, nil, dp)
+	cfg := testConfig()
+	cfg.Services[0].Backends[2].MAC = net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
+	cfg.Services[0].Backends[1].MAC = net.HardwareAddr{2, 0, 0, 0, 0, 0x12}
+	summary, err := e.Reload(context.Background(), cfg)
+	if want := "web: backend 198.18.0.12 mac resolved → 02:00:00:00:00:12; web: backend 198.18.0.13 mac 02:00:00:00:00:13 → 02:00:00:00:00:99"; err != nil || summary != want {
+		t.Fatalf("reload: %q, %v; want %q", summary, err, want)
+	}
+	if tab := waitTable(t, dp); backends(tab)[b13] != [6]byte{2, 0, 0, 0, 0, 0x99} {
+		t.Fatalf("after the MAC change: %v", backends(tab))
+	}
+}
+
 // A reload that changes only the seed rebuilds every table with it.
 func TestReloadSeed(t *testing.T) {
 	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
@@ -214,6 +270,13 @@ func TestEnableKeepsConfiguredDrain(t *testing.T) {
 			t.Fatalf(".12 (weight 0, drain_timeout 300ms) is %q 5 s after an admin enable; want it out", stateOf(t, e, "web", b12))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// An admin drain of it now does not restart its drain timeout.
+	if err := e.SetDrained(ctx, "web", b12, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateOf(t, e, "web", b12); got != "out" {
+		t.Errorf(".12, out after its drain timeout, is %q after an admin drain; want it still out", got)
 	}
 }
 
