@@ -2,6 +2,7 @@ package healthcheck
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -232,19 +233,31 @@ func TestDSRProbeLab(t *testing.T) {
 		}
 		// srv1 holds the VIP on its NIC instead: it takes the VIP's
 		// connections, and answers neighbour solicitations for it.
+		// An IPv6 address takes effect a moment after it is added (its
+		// local route comes from the kernel's address work queue): each
+		// verdict is awaited, up to a deadline, not taken from one probe.
+		await := func(what string, ok func(error) bool) error {
+			var err error
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+				if err = l.probe(0, vip6, 80); ok(err) {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s: %v", what, err)
+		}
 		l.setLoVIP(0, vip6, false)
 		l.setVIPOn(0, vip6, true)
-		err := l.probe(0, vip6, 80)
-		if want := reason(0, vip6, 80) + "server answers neighbour solicitations for VIP 2001:db8:18::100 (is the VIP on its NIC instead of lo? run dsrlb server up)"; err == nil || err.Error() != want {
-			t.Errorf("srv1 with the IPv6 VIP on eth0: %v, want %q", err, want)
+		want := reason(0, vip6, 80) + "server answers neighbour solicitations for VIP 2001:db8:18::100 (is the VIP on its NIC instead of lo? run dsrlb server up)"
+		if err := await("srv1 with the IPv6 VIP on eth0", func(err error) bool { return err != nil && err.Error() == want }); err != nil {
+			t.Errorf("%v, want %q", err, want)
 		}
 		l.setVIPOn(0, vip6, false)
 		l.setLoVIP(0, vip6, true)
-		if err := l.probe(0, vip6, 80); err != nil {
-			t.Errorf("srv1 with the IPv6 VIP back on lo: %v", err)
+		if err := await("srv1 with the IPv6 VIP back on lo", func(err error) bool { return err == nil }); err != nil {
+			t.Error(err)
 		}
 		l.setLoVIP(1, vip6, false)
-		err = l.probe(1, vip6, 80)
+		err := l.probe(1, vip6, 80)
 		if want := reason(1, vip6, 80) + "no SYN-ACK (is the VIP on the server's lo?)"; err == nil || err.Error() != want {
 			t.Fatalf("srv2 without the IPv6 VIP: %v, want %q", err, want)
 		}
