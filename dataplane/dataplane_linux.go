@@ -335,6 +335,7 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	p := d.table.Load()
 	t := p.t
+	w.adoptSlots(t)
 	// The kernel stamps each slot with the wall clock when it writes it, or
 	// when the frame reached the interface if the system takes receive
 	// timestamps: the ring wait ends here, for the whole batch.

@@ -234,15 +234,15 @@ func (w *Worker) Handle(frame []byte, t *balancer.Table, now int64) Reason {
 	if t != nil {
 		flows = t.Gen()
 	}
+	w.adoptSlots(t)
 	return w.handle(frame, t, flows, now)
 }
 
 // handle is Handle with the name of t's flows: a table whose flows are the
 // last table's is no change of flows (see tracking.flows).
+//
+// The caller has given t to adoptSlots (once per batch).
 func (w *Worker) handle(frame []byte, t *balancer.Table, flows uint64, now int64) Reason {
-	if t != w.c.slotsOf {
-		w.adoptSlots(t)
-	}
 	r := w.decide(frame, t, flows, now)
 	w.c.received++
 	w.c.reasons[r]++
@@ -422,10 +422,13 @@ func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.
 }
 
 // adoptSlots restarts the counters of every slot that t gives to another
-// backend than the one the worker counted there (Backend.SlotEpoch). It runs
-// once per table, on the first frame handled with it or when an idle worker
-// wakes.
+// backend than the one the worker counted there (Backend.SlotEpoch). It
+// does the work once per table (a pointer compare otherwise): called for
+// each batch, and when an idle worker wakes.
 func (w *Worker) adoptSlots(t *balancer.Table) {
+	if t == w.c.slotsOf {
+		return
+	}
 	w.c.slotsOf = t
 	if t == nil {
 		return
@@ -438,20 +441,22 @@ func (w *Worker) adoptSlots(t *balancer.Table) {
 			}
 			w.c.slotEpoch[s] = b.SlotEpoch
 			w.c.backendPkts[s], w.c.backendBytes[s], w.c.backendFlows[s] = 0, 0, 0
-			if !w.c.dirty[s] {
-				w.c.dirty[s] = true
-				w.c.dirtySlots = append(w.c.dirtySlots, s)
-			}
+			w.markDirty(s)
 		}
+	}
+}
+
+// markDirty notes that slot s changed since the last publish.
+func (w *Worker) markDirty(s uint16) {
+	if !w.c.dirty[s] {
+		w.c.dirty[s] = true
+		w.c.dirtySlots = append(w.c.dirtySlots, s)
 	}
 }
 
 // countBackend counts a forwarded frame for the backend in counter slot s.
 func (w *Worker) countBackend(s uint16, n int) {
-	if !w.c.dirty[s] {
-		w.c.dirty[s] = true
-		w.c.dirtySlots = append(w.c.dirtySlots, s)
-	}
+	w.markDirty(s)
 	w.c.backendPkts[s]++
 	w.c.backendBytes[s] += uint64(n)
 	w.c.lastSlot = s

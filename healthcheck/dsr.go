@@ -25,7 +25,7 @@ type PacketDSRProber struct {
 	mu     sync.Mutex
 	closed bool
 	syns   map[synKey]*synWait
-	arps   map[arpKey]map[*arpWait]struct{}
+	neighs map[neighKey]map[*neighWait]struct{}
 }
 
 var _ DSRProber = (*PacketDSRProber)(nil)
@@ -71,15 +71,17 @@ const (
 	answerRST
 )
 
-type arpKey struct {
+// neighKey names a neighbour answer: the address it claims (a VIP) and the
+// MAC that sent it.
+type neighKey struct {
 	ip  netip.Addr
 	mac [6]byte
 }
 
-type arpWait struct{ c chan struct{} }
+type neighWait struct{ c chan struct{} }
 
 func newPacketDSRProber(l dsrLink) *PacketDSRProber {
-	return &PacketDSRProber{link: l, syns: map[synKey]*synWait{}, arps: map[arpKey]map[*arpWait]struct{}{}}
+	return &PacketDSRProber{link: l, syns: map[synKey]*synWait{}, neighs: map[neighKey]map[*neighWait]struct{}{}}
 }
 
 // Close closes the sockets. Probes in flight end with their context; later
@@ -135,9 +137,9 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 	// The neighbour probe: an ARP request (IPv4) or a neighbour
 	// solicitation (IPv6) for the VIP, unicast to the backend. Only
 	// silence passes.
-	a := p.addARP(vip, mac)
-	defer p.removeARP(vip, mac, a)
-	arpc := a.c
+	a := p.addNeigh(vip, mac)
+	defer p.removeNeigh(vip, mac, a)
+	neighc := a.c
 	var neigh []byte
 	neighName := "ARP request"
 	if vip.Is4() {
@@ -167,24 +169,24 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 		p.link.send(tcpFrame(nil, mac, ours, src, vip, w.key.lport, port, w.iss+1, 0, tcpRST))
 		return nil
 	}
-	arpAnswered := fmt.Errorf("%s: server answers ARP for VIP %s (arp_ignore/arp_announce not set: run dsrlb server up)", what, vip)
+	neighKeyed := fmt.Errorf("%s: server answers ARP for VIP %s (arp_ignore/arp_announce not set: run dsrlb server up)", what, vip)
 	if vip.Is6() {
-		arpAnswered = fmt.Errorf("%s: server answers neighbour solicitations for VIP %s (is the VIP on its NIC instead of lo? run dsrlb server up)", what, vip)
+		neighKeyed = fmt.Errorf("%s: server answers neighbour solicitations for VIP %s (is the VIP on its NIC instead of lo? run dsrlb server up)", what, vip)
 	}
 	for {
 		select {
 		case a := <-tcpc:
-			if err := answer(a); err != nil || arpc == nil {
+			if err := answer(a); err != nil {
 				return err
 			}
-		case <-arpc:
-			return arpAnswered
+		case <-neighc:
+			return neighKeyed
 		case <-done:
 			// Answers that came in with the deadline still count, an ARP
 			// answer first.
 			select {
-			case <-arpc:
-				return arpAnswered
+			case <-neighc:
+				return neighKeyed
 			default:
 			}
 			select {
@@ -229,25 +231,25 @@ func (p *PacketDSRProber) removeSYN(w *synWait) {
 	delete(p.syns, w.key)
 }
 
-func (p *PacketDSRProber) addARP(vip netip.Addr, mac [6]byte) *arpWait {
+func (p *PacketDSRProber) addNeigh(vip netip.Addr, mac [6]byte) *neighWait {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := arpKey{vip, mac}
-	if p.arps[k] == nil {
-		p.arps[k] = map[*arpWait]struct{}{}
+	k := neighKey{vip, mac}
+	if p.neighs[k] == nil {
+		p.neighs[k] = map[*neighWait]struct{}{}
 	}
-	w := &arpWait{c: make(chan struct{}, 1)}
-	p.arps[k][w] = struct{}{}
+	w := &neighWait{c: make(chan struct{}, 1)}
+	p.neighs[k][w] = struct{}{}
 	return w
 }
 
-func (p *PacketDSRProber) removeARP(vip netip.Addr, mac [6]byte, w *arpWait) {
+func (p *PacketDSRProber) removeNeigh(vip netip.Addr, mac [6]byte, w *neighWait) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := arpKey{vip, mac}
-	delete(p.arps[k], w)
-	if len(p.arps[k]) == 0 {
-		delete(p.arps, k)
+	k := neighKey{vip, mac}
+	delete(p.neighs[k], w)
+	if len(p.neighs[k]) == 0 {
+		delete(p.neighs, k)
 	}
 }
 
@@ -288,7 +290,7 @@ func (p *PacketDSRProber) deliver(frame []byte) {
 	if ok {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for w := range p.arps[arpKey{r.ip, r.mac}] {
+		for w := range p.neighs[r] {
 			select {
 			case w.c <- struct{}{}:
 			default:
@@ -477,40 +479,34 @@ func parseTCP(f []byte) (tcpHeader, bool) {
 	return h, true
 }
 
-// arpAnswer is the sender of an ARP reply.
-type arpAnswer struct {
-	ip  netip.Addr
-	mac [6]byte
-}
-
 // parseARPReply reads the sender of an Ethernet/IPv4 ARP reply.
-func parseARPReply(f []byte) (arpAnswer, bool) {
+func parseARPReply(f []byte) (neighKey, bool) {
 	if len(f) < ethLen+arpLen || binary.BigEndian.Uint16(f[12:]) != etherTypeARP {
-		return arpAnswer{}, false
+		return neighKey{}, false
 	}
 	a := f[ethLen:]
 	if binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != etherTypeIPv4 ||
 		a[4] != 6 || a[5] != 4 || binary.BigEndian.Uint16(a[6:]) != 2 {
-		return arpAnswer{}, false
+		return neighKey{}, false
 	}
-	return arpAnswer{mac: [6]byte(a[8:14]), ip: netip.AddrFrom4([4]byte(a[14:18]))}, true
+	return neighKey{mac: [6]byte(a[8:14]), ip: netip.AddrFrom4([4]byte(a[14:18]))}, true
 }
 
 // parseNA reads an ICMPv6 neighbour advertisement: its target, and the
 // Ethernet source that sent it.
-func parseNA(f []byte) (arpAnswer, bool) {
+func parseNA(f []byte) (neighKey, bool) {
 	if len(f) < ethLen+ipv6Len+ndpLen || binary.BigEndian.Uint16(f[12:]) != etherTypeIPv6 {
-		return arpAnswer{}, false
+		return neighKey{}, false
 	}
 	ip := f[ethLen:]
 	if ip[0]>>4 != 6 || ip[6] != protoICMPv6 || ip[7] != 255 {
-		return arpAnswer{}, false
+		return neighKey{}, false
 	}
 	ic := ip[ipv6Len:]
 	if ic[0] != icmp6NA || ic[1] != 0 {
-		return arpAnswer{}, false
+		return neighKey{}, false
 	}
-	return arpAnswer{ip: netip.AddrFrom16([16]byte(ic[8:24])), mac: [6]byte(f[6:12])}, true
+	return neighKey{ip: netip.AddrFrom16([16]byte(ic[8:24])), mac: [6]byte(f[6:12])}, true
 }
 
 // Socket filters. The balancer's interface carries every client packet to

@@ -313,8 +313,8 @@ func TestProbeDSRVerdicts(t *testing.T) {
 			if (tc.want == "") != (err == nil) || (err != nil && err.Error() != tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
-			if len(p.syns) != 0 || len(p.arps) != 0 {
-				t.Fatalf("waiters left behind: %d SYN, %d ARP", len(p.syns), len(p.arps))
+			if len(p.syns) != 0 || len(p.neighs) != 0 {
+				t.Fatalf("waiters left behind: %d SYN, %d ARP", len(p.syns), len(p.neighs))
 			}
 		})
 	}

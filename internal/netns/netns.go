@@ -49,21 +49,21 @@ func randomHex() string {
 	return hex.EncodeToString(b[:])
 }
 
-// staleOwner returns the process ID a namespace name made from
-// UniquePrefix(base) carries, if it has one and that process is gone.
-func staleOwner(name, base string) (int, bool) {
+// stale reports whether name was made from UniquePrefix(base) by a process
+// that is gone.
+func stale(name, base string) bool {
 	rest, ok := strings.CutPrefix(name, base+"-")
 	if !ok {
-		return 0, false
+		return false
 	}
 	// The whole shape: PID-XXXXXX-, 6 lower-case hex digits.
 	digits, rest, ok := strings.Cut(rest, "-")
 	pid, err := strconv.Atoi(digits)
 	if !ok || err != nil || pid <= 0 || pid == os.Getpid() || len(rest) < 7 || rest[6] != '-' ||
 		strings.Trim(rest[:6], "0123456789abcdef") != "" {
-		return 0, false
+		return false
 	}
-	return pid, !processRuns(pid)
+	return !processRuns(pid)
 }
 
 func checkName(name string) error {

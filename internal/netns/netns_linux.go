@@ -53,7 +53,7 @@ func SweepStale(base string) []string {
 	}
 	var gone []string
 	for _, e := range entries {
-		if _, stale := staleOwner(e.Name(), base); stale {
+		if stale(e.Name(), base) {
 			if err := vns.DeleteNamed(e.Name()); err == nil {
 				gone = append(gone, e.Name())
 			}
