@@ -38,5 +38,6 @@ if [ "$fuzztime" != 0 ]; then
 ./healthcheck FuzzParseFrame 70000
 ./balancer FuzzNewMaglev 250000
 ./internal/config FuzzParse 60000
+./bench/latency FuzzRxTime 200000
 LIST
 fi

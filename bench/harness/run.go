@@ -80,8 +80,9 @@ type Config struct {
 	// sends to it) or "interface"; a --vip-mac in DsrlbFlags or AltFlags
 	// overrides it for those modes.
 	VIPMAC string
-	// LatencyPin pins dsrlb's workers off the latency generator's CPU
-	// during the latency phase.
+	// LatencyPin, in the latency phase, pins dsrlb's workers off the
+	// generator's CPU (0) and, during each window, the harness's own threads
+	// onto it.
 	LatencyPin  bool
 	TrafgenRing string
 	// Progress receives a line per phase and measurement; nil discards.
@@ -279,6 +280,9 @@ type harness struct {
 	gen   gen.Generator
 	vip   netip.AddrPort
 	modes []Mode
+	// pinInstrument: the latency phase's windows run the harness's threads
+	// on CPU 0 (pinThreads).
+	pinInstrument bool
 }
 
 func (h *harness) progress(format string, args ...any) {
@@ -370,7 +374,9 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 				defer func() { d.PhaseFlags = nil }()
 			}
 		}
-		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+", and --fanout hash for a mode run with --fanout; --latency-pin=false to leave them to the scheduler)")
+		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+", and --fanout hash for a mode run with --fanout), and the bench's own threads (probes, Go runtime) to CPU 0 during each window; --latency-pin=false leaves both to the scheduler")
+		h.pinInstrument = true
+		defer func() { h.pinInstrument = false }()
 	}
 
 	var probes latencyProbes
@@ -524,6 +530,20 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 			fail(err)
 		}
 	}
+	unpin := func() {}
+	if phase == PhaseLatency && h.pinInstrument {
+		// The instrument stays off the balancer's CPUs while it measures;
+		// unpinned before the generator and the mode stop, which may start
+		// processes (they would inherit the pinning).
+		restore, err := pinThreads(0)
+		if err != nil {
+			fail(err)
+			stopGen()
+			stopMode()
+			return
+		}
+		unpin = restore
+	}
 	var a, z testbed.Snapshot
 	rw, _ := mode.(statusReader)
 	var waitA RingWait
@@ -562,6 +582,7 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	if probes != nil {
 		samples, m.NegativeLatencies, toLB, transit = probes.take(mode.Name())
 	}
+	unpin()
 	stopGen()
 	stopMode()
 	if err != nil {

@@ -5,11 +5,13 @@ import (
 	"os"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/dsrlb/dsrlb/bench/gen"
 	"github.com/dsrlb/dsrlb/bench/testbed"
 	"github.com/dsrlb/dsrlb/internal/netns"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // The filter passes stamped frames and nothing else.
@@ -142,4 +144,71 @@ func TestProbeOnTestbed(t *testing.T) {
 	if got := sinkPort.TakeArrivals(); len(got) != 0 {
 		t.Errorf("the probe on the sink's switch port read %d frames the port sent", len(got))
 	}
+}
+
+// timestampCmsg is an SCM_TIMESTAMPNS control message holding ns.
+func timestampCmsg(ns int64) []byte {
+	b := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS
+	h.SetLen(unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))))
+	*(*unix.Timespec)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = unix.NsecToTimespec(ns)
+	return b
+}
+
+// rxTime finds the timestamp behind other messages, refuses truncated and
+// malformed headers, and allocates nothing.
+func TestRxTime(t *testing.T) {
+	const ns = 1_796_300_000_123_456_789
+	ts := timestampCmsg(ns)
+	for _, tc := range []struct {
+		name   string
+		ctrl   []byte
+		want   int64
+		wantOK bool
+	}{
+		{"alone", ts, ns, true},
+		{"after SCM_RIGHTS", append(unix.UnixRights(3, 4, 5), ts...), ns, true},
+		{"none", unix.UnixRights(3), 0, false},
+		{"empty", nil, 0, false},
+		{"truncated data", ts[:len(ts)-4], 0, false},
+		{"truncated header", ts[:unix.CmsgLen(0)-1], 0, false},
+		{"zero length", make([]byte, 64), 0, false},
+	} {
+		got, ok := rxTime(tc.ctrl)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("%s: rxTime = %d, %v; want %d, %v", tc.name, got, ok, tc.want, tc.wantOK)
+		}
+	}
+	ctrl := append(unix.UnixRights(3), ts...)
+	if n := testing.AllocsPerRun(100, func() { rxTime(ctrl) }); n != 0 {
+		t.Errorf("rxTime allocates %.0f times per call", n)
+	}
+}
+
+// FuzzRxTime: no control data makes rxTime panic or loop, and where the
+// library's parser accepts the data, both find the same first timestamp.
+func FuzzRxTime(f *testing.F) {
+	f.Add(timestampCmsg(42))
+	f.Add(append(unix.UnixRights(1, 2), timestampCmsg(7)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, ctrl []byte) {
+		got, ok := rxTime(ctrl)
+		msgs, err := unix.ParseSocketControlMessage(ctrl)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+				want := (*unix.Timespec)(unsafe.Pointer(&m.Data[0])).Nano()
+				if !ok || got != want {
+					t.Fatalf("rxTime = %d, %v; the library's parser found %d", got, ok, want)
+				}
+				return
+			}
+		}
+		if ok {
+			t.Fatalf("rxTime = %d, true; the library's parser found no timestamp", got)
+		}
+	})
 }
