@@ -17,8 +17,8 @@ import (
 // unpinned too: the generator's, for the moment before it stops).
 //
 // The latency phase runs the instrument's threads (the probes, the Go
-// runtime's, the garbage collector's) on the generator's CPU, so that they
-// do not take turns with dsrlb's workers on theirs: a probe or a GC pass
+// runtime's, the garbage collector's) on the generator's CPU during dsrlb's
+// windows, so that they do not take turns with dsrlb's workers on theirs: a probe or a GC pass
 // scheduled there holds the worker's CPU for up to a scheduler tick (4 ms
 // on a 250 Hz kernel), and every frame that arrives meanwhile waits.
 // Processes started while pinned inherit cpu; the harness starts none

@@ -280,8 +280,8 @@ type harness struct {
 	gen   gen.Generator
 	vip   netip.AddrPort
 	modes []Mode
-	// pinInstrument: the latency phase's windows run the harness's threads
-	// on CPU 0 (pinThreads).
+	// pinInstrument: the latency phase's dsrlb windows run the harness's
+	// threads on CPU 0 (pinThreads), off the workers' CPUs.
 	pinInstrument bool
 }
 
@@ -374,7 +374,7 @@ func (h *harness) latencyPhase(ctx context.Context, load gen.Load) error {
 				defer func() { d.PhaseFlags = nil }()
 			}
 		}
-		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+", and --fanout hash for a mode run with --fanout), and the bench's own threads (probes, Go runtime) to CPU 0 during each window; --latency-pin=false leaves both to the scheduler")
+		h.rep.Notes = append(h.rep.Notes, "latency: dsrlb's workers pinned to CPU(s) "+cpus+", off the generator's CPU 0 (--cpus "+cpus+", and --fanout hash for a mode run with --fanout), and the bench's own threads (probes, Go runtime) to CPU 0 during each dsrlb window; --latency-pin=false leaves both to the scheduler")
 		h.pinInstrument = true
 		defer func() { h.pinInstrument = false }()
 	}
@@ -531,10 +531,15 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 		}
 	}
 	unpin := func() {}
-	if phase == PhaseLatency && h.pinInstrument {
-		// The instrument stays off the balancer's CPUs while it measures;
-		// unpinned before the generator and the mode stop, which may start
-		// processes (they would inherit the pinning).
+	if _, threads := mode.(*Dsrlb); phase == PhaseLatency && h.pinInstrument && threads {
+		// The instrument stays off the CPUs of the balancer's threads
+		// while it measures. The kernel modes have no threads to compete
+		// with (their work runs in softirq, which preempts the
+		// instrument's), and CPU 0 has no room to spare in them: there
+		// nft-local forwards every frame inside the generator's sends, and
+		// with the instrument beside it the generator fell 9 % short of
+		// the offered rate. Unpinned before the generator and the mode
+		// stop, which may start processes (they would inherit the pinning).
 		restore, err := pinThreads(0)
 		if err != nil {
 			fail(err)
