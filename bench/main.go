@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	threads := fs.Int("gen-threads", ncpu, "generator threads (pinned to CPUs 0..N-1)")
 	rate := fs.Float64("rate", 0, "throughput phase offered rate in pps; 0 is flat out")
 	lat := fs.Bool("latency", true, "run the latency phase")
-	latPin := fs.Bool("latency-pin", true, "in the latency phase, pin dsrlb's workers to CPUs 1..N-1, off the generator's CPU 0")
+	latPin := fs.Bool("latency-pin", true, "in the latency phase, pin dsrlb's workers to CPUs 1..N-1, off the generator's CPU 0, and the bench's own threads (probes, Go runtime) to CPU 0 during dsrlb's windows")
 	latRate := fs.Float64("latency-rate", 0, "latency phase offered rate in pps; 0 is half the slowest balancer's median")
 	latBatch := fs.Int("latency-batch", harness.DefaultLatencyBatch, "latency phase: most frames the generator hands the kernel per send (a frame late in a kick waits for the sending of those before it)")
 	rps := fs.String("rps", "nft", "RPS on the lb's eth0: nft (for the reference only), all (every balancer) or none; never for nft-local")

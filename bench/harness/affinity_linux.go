@@ -18,9 +18,10 @@ import (
 //
 // The latency phase runs the instrument's threads (the probes, the Go
 // runtime's, the garbage collector's) on the generator's CPU during dsrlb's
-// windows, so that they do not take turns with dsrlb's workers on theirs: a probe or a GC pass
-// scheduled there holds the worker's CPU for up to a scheduler tick (4 ms
-// on a 250 Hz kernel), and every frame that arrives meanwhile waits.
+// windows, so that they do not take turns with dsrlb's workers on theirs:
+// a probe or a GC pass scheduled there holds the worker's CPU until it
+// sleeps or the next scheduler tick (4 ms on a 250 Hz kernel), and every
+// frame that arrives meanwhile waits.
 // Processes started while pinned inherit cpu; the harness starts none
 // inside a window.
 func pinThreads(cpu int) (restore func(), err error) {

@@ -81,8 +81,8 @@ type Config struct {
 	// overrides it for those modes.
 	VIPMAC string
 	// LatencyPin, in the latency phase, pins dsrlb's workers off the
-	// generator's CPU (0) and, during each window, the harness's own threads
-	// onto it.
+	// generator's CPU (0) and, during each dsrlb window, the harness's own
+	// threads onto it.
 	LatencyPin  bool
 	TrafgenRing string
 	// Progress receives a line per phase and measurement; nil discards.
