@@ -62,6 +62,7 @@ type Engine struct {
 	ctx        context.Context // Run's context; checkers run under it
 	macs       map[netip.Addr][6]byte
 	missing    map[netip.Addr]bool // backends left out for want of a MAC (logged once)
+	idle       map[string]bool     // services taking no new flows (logged when it changes)
 	backends   map[backendKey]*backendState
 	freed      []uint16     // counter slots free for reuse
 	next       uint16       // next never-used counter slot
@@ -118,7 +119,7 @@ func New(cfg *config.Config, r Resolver, dsr healthcheck.DSRProber, log *slog.Lo
 		log: log, resolver: r, dsr: dsr, newProber: healthcheck.NewProber, started: time.Now(),
 		reqs: make(chan func()), events: make(chan keyedEvent, 64),
 		cfg: cfg, macs: map[netip.Addr][6]byte{}, missing: map[netip.Addr]bool{},
-		backends: map[backendKey]*backendState{},
+		idle: map[string]bool{}, backends: map[backendKey]*backendState{},
 	}
 	_, e.initErr = e.syncBackends()
 	return e
@@ -398,7 +399,8 @@ func (e *Engine) mac(b *config.Backend) ([6]byte, bool) {
 // build makes a table from the config and the backends' state:
 //   - a backend without a MAC is left out (logged once);
 //   - a backend whose health check failed is left out, so its flows move;
-//     but if every backend of a service is down, all of them stay (fail
+//     but if every backend of a service that would take new flows is down
+//     (the healthy ones left, if any, draining), the down ones stay (fail
 //     open: a health-check outage must not black-hole the whole service)
 //     and that is logged loudly;
 //   - a drained backend (weight 0 or an admin drain) has weight 0: it keeps
@@ -442,17 +444,49 @@ func (e *Engine) build() (*balancer.Table, error) {
 			st.excluded = ""
 			spec.Backends = append(spec.Backends, be)
 		}
-		if len(spec.Backends) == 0 && len(down) > 0 {
-			e.log.Error("every backend of the service is down: keeping them all in the table (fail open) until one recovers",
-				"service", s.Name, "down", len(down))
-			spec.Backends = down
+		// Fail open when no healthy backend would take a new flow: the
+		// healthy ones left may all be draining (weight 0), which is no
+		// better than none for a new client.
+		if !takesNewFlows(spec.Backends) && takesNewFlows(down) {
+			e.log.Error("every backend of the service that takes new flows is down: keeping the down ones in the table (fail open) until one recovers",
+				"service", s.Name, "down", len(down), "draining", len(spec.Backends))
+			spec.Backends = append(spec.Backends, down...)
 			for _, be := range down {
 				e.backends[backendKey{s.Name, be.Addr}].excluded = ""
 			}
 		}
+		e.noteIdle(s.Name, spec.Backends)
 		specs = append(specs, spec)
 	}
 	return balancer.NewTable(e.cfg.Seed, specs)
+}
+
+// takesNewFlows reports whether any of bs has a weight, and so Maglev slots.
+func takesNewFlows(bs []balancer.Backend) bool {
+	for _, b := range bs {
+		if b.Weight > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// noteIdle logs, when it starts and when it ends, that a service takes no new
+// flows: every backend it has is drained, unresolved or gone (with none
+// down, which fails open instead). Its new flows are dropped as no_backend
+// meanwhile.
+func (e *Engine) noteIdle(service string, bs []balancer.Backend) {
+	idle := !takesNewFlows(bs)
+	if idle == e.idle[service] {
+		return
+	}
+	e.idle[service] = idle
+	if idle {
+		e.log.Warn("service takes no new flows: none of its backends has a weight, is resolved and is up (new flows are dropped as no_backend)",
+			"service", service, "in_table", len(bs))
+	} else {
+		e.log.Info("service takes new flows again", "service", service)
+	}
 }
 
 // drainExpired reports whether a draining backend passed drain_timeout and

@@ -147,6 +147,50 @@ func TestHealthAllDownFailsOpen(t *testing.T) {
 	}
 }
 
+// The healthy backends left may all be draining: they take no new flows,
+// so the service fails open with the down ones beside them.
+func TestHealthDownBesideDrainedFailsOpen(t *testing.T) {
+	e, sp, dp := checkedEngine(t)
+	if err := e.SetDrained(context.Background(), "web", b11, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{b12, b13} {
+		sp.set(a, func() error { return errors.New("down") })
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case tab := <-dp.tables:
+			s := tab.Services()[0]
+			if _, ok := s.Index(b12); !ok || len(s.Backends()) != 3 {
+				continue // before the fall
+			}
+			if _, ok := s.Pick(1); !ok {
+				t.Fatalf("fail-open table has no slots: %v", s.Backends())
+			}
+			i, _ := s.Index(b11)
+			if w := s.Backend(i).Weight; w != 0 {
+				t.Fatalf("drained .11 has weight %d in the fail-open table", w)
+			}
+			st, err := e.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			downs := 0
+			for _, b := range st.Services[0].Backends {
+				if b.State == "down" {
+					downs++
+				}
+			}
+			if downs == 2 {
+				return
+			}
+		case <-deadline:
+			t.Fatal("with .11 drained and .12, .13 down the service never failed open")
+		}
+	}
+}
+
 func TestDrainAndReload(t *testing.T) {
 	e, _, dp := checkedEngine(t)
 	ctx := context.Background()
