@@ -509,7 +509,7 @@ func (d *decoder) decode(data []byte) *Config {
 
 func (d *decoder) service(i int, n *yaml.Node) Service {
 	s := Service{Protocol: TCP, TableSize: defaultTableSize}
-	if !d.mapping(svcField(i, ""), n) {
+	if !d.entry(svcField(i, ""), n) {
 		return s
 	}
 	m := d.fields(n, svcField(i, "").path(), serviceKeys)
@@ -546,7 +546,7 @@ func (d *decoder) service(i int, n *yaml.Node) Service {
 
 func (d *decoder) backend(i, j int, n *yaml.Node, health Health) Backend {
 	b := Backend{Weight: defaultWeight, Health: health}
-	if !d.mapping(beField(i, j, ""), n) {
+	if !d.entry(beField(i, j, ""), n) {
 		return b
 	}
 	m := d.fields(n, beField(i, j, "").path(), backendKeys)
@@ -646,6 +646,16 @@ func (d *decoder) mapping(f field, n *yaml.Node) bool {
 		return false
 	}
 	return true
+}
+
+// entry is mapping for an entry of a list, where a null (a bare "-") is not
+// an absent value but an empty entry, and so a mistake.
+func (d *decoder) entry(f field, n *yaml.Node) bool {
+	if isNull(n) {
+		d.fail(f, n, "must be a mapping, got an empty entry")
+		return false
+	}
+	return d.mapping(f, n)
 }
 
 func (d *decoder) list(f field, n *yaml.Node) bool {

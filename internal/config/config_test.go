@@ -442,6 +442,23 @@ services:
 		},
 	},
 	{
+		name: "empty list entries",
+		in: `interface: eth0
+services:
+  -
+  - name: web
+    vip: 10.0.0.1
+    port: 80
+    backends:
+      -
+      - address: 10.0.0.2
+`,
+		want: []string{
+			`services[0]: must be a mapping, got an empty entry (line 3)`,
+			`services[1].backends[0]: must be a mapping, got an empty entry (line 8)`,
+		},
+	},
+	{
 		name: "binary input",
 		in:   "\x7fELF\x02\x01\x01\x00\x00\x00",
 		want: []string{`config is not text: control byte 0x7f at offset 0 (line 1)`},
