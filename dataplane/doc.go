@@ -53,7 +53,8 @@
 // balancer.Table, loaded once per batch from an atomic pointer, and the
 // backend by the service's Maglev table (see "Flow state"). Fragments are
 // balanced statelessly by (source, destination, protocol), so all fragments
-// of a datagram reach one backend (see balancer.Table.LookupFragment). A
+// of a datagram reach one backend (see balancer.Table.LookupFragment); a
+// first fragment to a port no service serves is dropped (no_service). A
 // frame whose Ethernet source is the backend picked for it is dropped
 // (loop): a server without the VIP that forwards IP sends it back, and it
 // would circle until its TTL ran out.

@@ -51,8 +51,12 @@ type Packet struct {
 	// 0x04, PSH 0x08, ACK 0x10, ...); valid when Proto is TCP and HasPorts.
 	TCPFlags uint8
 	// Fragment is true for any IP fragment (first or later); Ports are only
-	// present in the first.
+	// present in the first. An IPv6 atomic fragment (offset 0, no more
+	// fragments) is a whole packet, not a fragment.
 	Fragment bool
+	// LaterFragment is true for a fragment after the first: nothing of the
+	// transport header is there (no ports, no ICMP type).
+	LaterFragment bool
 	// ICMPType is valid when Proto is ICMP or ICMPv6 and the header is present.
 	ICMPType uint8
 	// Inner is the flow quoted by an ICMP error (destination unreachable,
@@ -164,7 +168,8 @@ func parseIPv4(b []byte, p *Packet) Reason {
 	if frag&(moreFragments|offsetMask) != 0 {
 		p.Fragment = true
 		if frag&offsetMask != 0 {
-			return Forwarded // a later fragment: no transport header
+			p.LaterFragment = true // no transport header
+			return Forwarded
 		}
 	}
 	return parseL4(b[ihl:total], p)
@@ -198,11 +203,14 @@ func parseIPv6(b []byte, p *Packet) Reason {
 			if i == maxIPv6ExtHdrs || len(rest) < 8 {
 				return DropBadIPHeader
 			}
-			p.Fragment = true
-			offset := binary.BigEndian.Uint16(rest[2:]) &^ 7
+			// An atomic fragment (offset 0, no more fragments: RFC 6946)
+			// is a whole packet, balanced as its flow.
+			fo := binary.BigEndian.Uint16(rest[2:])
+			offset, more := fo&^7, fo&1 != 0
+			p.Fragment = offset != 0 || more
 			next, rest = rest[0], rest[8:]
 			if offset != 0 {
-				p.Proto = next
+				p.Proto, p.LaterFragment = next, true
 				return Forwarded
 			}
 			continue

@@ -265,9 +265,14 @@ func (w *Worker) decide(frame []byte, t *balancer.Table, flows uint64, now int64
 		flow := balancer.Flow{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: proto}
 		if p.Fragment {
 			// Stateless and port-free, so that every fragment of a
-			// datagram, first or not, makes the same choice.
+			// datagram, first or not, makes the same choice. The first
+			// names its port: one that no service serves is dropped as it
+			// would be whole, and its later fragments, forwarded, die
+			// unassembled at the server. (A port service beside a port-0
+			// service loses its fragmented datagrams to the port-0 one,
+			// which claims every port: later fragments cannot tell.)
 			svc := t.LookupFragment(p.Dst, proto)
-			if svc == nil {
+			if svc == nil || p.HasPorts && t.Lookup(p.Dst, proto, p.DstPort) == nil {
 				return w.noService(t, p)
 			}
 			i, ok := svc.Pick(flow.Hash3(t.Seed()))
@@ -393,7 +398,8 @@ func (w *Worker) countNewFlow(b *balancer.Backend) {
 //     the backend that owns that flow, found by swapping the quoted header's
 //     addresses and ports, so path-MTU discovery works through DSR;
 //   - an echo request goes to a backend of the VIP's first service, chosen
-//     by (source, destination): the server answers the ping directly.
+//     by (source, destination): the server answers the ping directly; so
+//     do the later fragments of a large one.
 func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.Backend {
 	if p.HasInner {
 		in := &p.Inner
@@ -408,7 +414,9 @@ func (w *Worker) icmpBackend(t *balancer.Table, p *Packet, now int64) *balancer.
 		flow := balancer.Flow{Src: in.Dst, Dst: in.Src, SrcPort: in.DstPort, DstPort: in.SrcPort, Proto: proto}
 		return w.flowBackend(svc, &flow, t, now, false, false)
 	}
-	if (p.Proto == protoICMP && p.ICMPType == 8) || (p.Proto == protoICMPv6 && p.ICMPType == 128) {
+	// A later fragment of a large ping has no ICMP header; it goes where
+	// its first fragment, the echo request, went (by the same hash).
+	if p.LaterFragment || (p.Proto == protoICMP && p.ICMPType == 8) || (p.Proto == protoICMPv6 && p.ICMPType == 128) {
 		svc := t.EchoService(p.Dst)
 		if svc == nil {
 			return nil
