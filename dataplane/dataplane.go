@@ -276,9 +276,26 @@ func (d *Dataplane) WorkerStats() []Stats {
 	return out
 }
 
+// checkSlots refuses a table with a backend counter slot that the workers'
+// counters have no room for.
+func checkSlots(t *balancer.Table) error {
+	for _, s := range t.Services() {
+		for _, b := range s.Backends() {
+			if b.Slot >= MaxBackendSlots {
+				return fmt.Errorf("service %s backend %s: counter slot %d, want below %d", s.Name(), b.Addr, b.Slot, MaxBackendSlots)
+			}
+		}
+	}
+	return nil
+}
+
 // BackendStats returns the traffic counted for backend counter slot s
-// (balancer.Backend.Slot), summed over workers.
+// (balancer.Backend.Slot), summed over workers; nothing for a slot beyond
+// MaxBackendSlots, which no table can hold.
 func (d *Dataplane) BackendStats(s uint16) (packets, bytes, newFlows uint64) {
+	if s >= MaxBackendSlots {
+		return 0, 0, 0
+	}
 	for _, w := range d.workers {
 		b := &w.pub.backends[s]
 		packets += b.Packets.Load()

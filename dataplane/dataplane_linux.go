@@ -38,6 +38,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	if t == nil {
 		return nil, errors.New("dataplane: nil table")
 	}
+	if err := checkSlots(t); err != nil {
+		return nil, err
+	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
@@ -179,6 +182,9 @@ func checkForwarding(iface string, vips []netip.Addr) error {
 func (d *Dataplane) SetTable(t *balancer.Table) error {
 	if t == nil {
 		return errors.New("dataplane: nil table")
+	}
+	if err := checkSlots(t); err != nil {
+		return err
 	}
 	d.sys.mu.Lock()
 	defer d.sys.mu.Unlock()

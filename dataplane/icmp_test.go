@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/dsrlb/dsrlb/balancer"
@@ -103,6 +104,23 @@ func TestICMPEcho(t *testing.T) {
 	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp)
 	if r := w.Handle(buf.Bytes(), tab, 1); r != DropProtocol {
 		t.Errorf("ICMP timestamp: %v, want %v", r, DropProtocol)
+	}
+}
+
+// A slot beyond the workers' counters is refused at the door, and reads as
+// nothing: it indexed past their arrays (a panic in a worker) before.
+func TestSlotBeyondCounters(t *testing.T) {
+	if err := checkSlots(testTable(t)); err != nil {
+		t.Fatal(err)
+	}
+	wide := editTable(t, testTable(t), func(s *balancer.ServiceSpec) { s.Backends[2].Slot = MaxBackendSlots })
+	err := checkSlots(wide)
+	if err == nil || !strings.Contains(err.Error(), "service dns backend 198.18.0.13: counter slot 4096, want below 4096") {
+		t.Fatalf("checkSlots: %v", err)
+	}
+	d := &Dataplane{workers: []*Worker{NewWorker(lbMAC, 64, 1e12)}}
+	if p, b, f := d.BackendStats(MaxBackendSlots); p|b|f != 0 {
+		t.Fatalf("BackendStats(%d) = %d %d %d", MaxBackendSlots, p, b, f)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dsrlb/dsrlb/balancer"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
@@ -89,6 +90,13 @@ func TestSetTableAfterRun(t *testing.T) {
 	tab := addBackend(t, testTable(t), 99, [6]byte{2, 0, 0, 0, 0, 99})
 	if err := d.SetTable(tab); err != nil {
 		t.Fatalf("SetTable while running: %v", err)
+	}
+	wide := editTable(t, tab, func(s *balancer.ServiceSpec) { s.Backends[0].Slot = MaxBackendSlots })
+	if err := d.SetTable(wide); err == nil || !strings.Contains(err.Error(), "counter slot 4096") {
+		t.Fatalf("SetTable with a counter slot beyond MaxBackendSlots: %v; want it refused", err)
+	}
+	if d.table.Load().t != tab {
+		t.Fatal("a refused table was published")
 	}
 	stop()
 	if err := d.SetTable(testTable(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
