@@ -57,6 +57,11 @@ func (k *kernelDrop) ruleset(vips []netip.Addr) string {
 		fmt.Fprintf(&b, "\t\tip daddr { %s } counter drop\n", strings.Join(v4, ", "))
 	}
 	if len(v6) > 0 {
+		// A neighbour solicitation sent to a VIP itself (a router
+		// confirming that the VIP is still reachable) must get past the
+		// drop: the responder's socket, bound to IPv6 alone, sees frames
+		// only after this hook.
+		fmt.Fprintf(&b, "\t\tip6 daddr { %s } icmpv6 type nd-neighbor-solicit accept\n", strings.Join(v6, ", "))
 		fmt.Fprintf(&b, "\t\tip6 daddr { %s } counter drop\n", strings.Join(v6, ", "))
 	}
 	b.WriteString("\t}\n}\n")

@@ -14,6 +14,7 @@ table netdev dsrlb_eth0_100 {
 	chain ingress {
 		type filter hook ingress device "eth0.100" priority -500; policy accept;
 		ip daddr { 198.18.0.100, 198.18.0.101 } counter drop
+		ip6 daddr { 2001:db8::100 } icmpv6 type nd-neighbor-solicit accept
 		ip6 daddr { 2001:db8::100 } counter drop
 	}
 }

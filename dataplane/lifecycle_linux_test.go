@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
@@ -187,4 +188,47 @@ func TestResponderAfterLinkFlap(t *testing.T) {
 	if n := replies(own); n != 0 {
 		t.Errorf("the responder answered %d requests sent from the balancer's own MAC", n)
 	}
+}
+
+// A neighbour solicitation sent to the VIP itself, as a router sends to
+// confirm a neighbour it has, gets an answer: the netdev ingress drop of the
+// VIPs' frames lets it through to the responder.
+func TestResponderAnswersUnicastNS(t *testing.T) {
+	p := newTxPair(t)
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1})
+	if d.sys.drop == nil {
+		t.Fatal("no netdev ingress drop installed (is nft installed?): this test is about it")
+	}
+	rx := p.receiver(t)
+	asker := [6]byte(p.b.Attrs().HardwareAddr)
+	eth := &layers.Ethernet{SrcMAC: asker[:], DstMAC: p.a.Attrs().HardwareAddr, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: client6.AsSlice(), DstIP: vip6.AsSlice()}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	icmp.SetNetworkLayerForChecksum(ip)
+	ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: vip6.AsSlice(), Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: asker[:]}}}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, ns); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	frame := make([]byte, 2048)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if err := sendPinned(p, 0, [][]byte{buf.Bytes()}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			n, _, err := unix.Recvfrom(rx, frame, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				break // the timeout: ask again
+			}
+			if n >= ethHeaderLen+40+24 && [6]byte(frame[0:6]) == asker && frame[12] == 0x86 && frame[13] == 0xdd && frame[ethHeaderLen+40] == icmp6NA {
+				return
+			}
+		}
+	}
+	t.Fatalf("no neighbour advertisement for a solicitation sent to the VIP itself (answered: %d)", d.sys.responder.naReplies.Load())
 }
