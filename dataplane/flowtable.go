@@ -91,6 +91,18 @@ func NewFlowTable(size int, idleNs int64) *FlowTable {
 	}
 }
 
+// wrapNs is the span of the table's 32-bit times: an entry untouched for
+// that long looks fresh again.
+func (t *FlowTable) wrapNs() int64 { return int64(1) << (32 + t.shift) }
+
+// Forget empties the table. It writes the set heads only (a ninth of its
+// memory), and is for an entry whose time may have wrapped (wrapNs): the
+// worker's, when tracking starts long after it last ended.
+func (t *FlowTable) Forget() {
+	clear(t.sets)
+	t.Live = 0
+}
+
 // Cap returns the number of entries.
 func (t *FlowTable) Cap() int { return len(t.entries) }
 

@@ -239,6 +239,50 @@ func TestTrackingEnds(t *testing.T) {
 	}
 }
 
+// Entries still live when tracking ends stay in the flow table; when
+// tracking starts again so much later that their 32-bit times have wrapped,
+// they are forgotten instead of coming back to life, fresh, on their old
+// backends.
+func TestTrackingForgetsWrappedEntries(t *testing.T) {
+	const idle = int64(1e6) // time units of 1 ns: times wrap after 2^32 ns
+	tab := testTable(t)
+	tab2 := changedTable(t, tab)
+	_, stay := movedPorts(t, tab, tab2, balancer.TCP, 80, 1)
+	w := NewWorker(lbMAC, 1<<10, idle)
+	if w.flows.wrapNs() != 1<<32 {
+		t.Fatalf("wrapNs %d, want 2^32 for a 1 ms idle timeout", w.flows.wrapNs())
+	}
+	handleTo(t, w, buildFrame(t, client6, vip6, layers.IPProtocolTCP, 1, 80, nil), tab, 1)
+	fresh := buildAck(t, client4, vip4, stay[0], 80)
+	handleTo(t, w, fresh, tab2, 10) // the change: the flow is remembered
+	now := 10 + idle + 1
+	handleTo(t, w, fresh, tab2, now) // busy up to the sweep
+	for range len(w.flows.sets)/sweepSets + 1 {
+		w.maintain(now)
+	}
+	if w.Tracking() || w.flows.Live != 1 {
+		t.Fatalf("tracking %v, %d entries: want tracking over with the busy flow's entry left", w.Tracking(), w.flows.Live)
+	}
+	f := balancer.Flow{Src: client4, Dst: vip4, SrcPort: stay[0], DstPort: 80, Proto: balancer.TCP}
+	key, hash := keyOf(&f), f.Hash(tab2.Seed())
+	later := now + 1<<32 // exactly one wrap: the entry's time reads as now
+	if w.flows.Lookup(hash, &key, later) == nil {
+		t.Fatal("the test's premise: a wrapped entry looks fresh to Lookup")
+	}
+	// Back to the first table: tracking starts again, on another flow's
+	// frame.
+	handleTo(t, w, buildFrame(t, client6, vip6, layers.IPProtocolTCP, 2, 80, nil), tab, later)
+	if !w.Tracking() {
+		t.Fatal("a new change did not start tracking")
+	}
+	if w.flows.Lookup(hash, &key, later) != nil {
+		t.Fatal("the entry from before the wrap came back to life")
+	}
+	if w.flows.Live != 1 {
+		t.Fatalf("%d flow-table entries, want only the new flow's", w.flows.Live)
+	}
+}
+
 // A flow whose remembered backend is no longer in the table, or whose
 // service is gone, does not keep the worker tracking.
 func TestHeldOff(t *testing.T) {

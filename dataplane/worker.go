@@ -128,6 +128,11 @@ type tracking struct {
 	// starts at sweepAt.
 	sweepSet int
 	sweepAt  int64
+	// offAt is when tracking last ended (monotonic ns, 0 before). The
+	// entries still live then stay in the flow table, untouched; a
+	// tracking that starts long enough after for their times to wrap
+	// forgets them first (FlowTable.Forget).
+	offAt int64
 }
 
 // sweepSets is how many flow-table sets (8 entries each) the sweep looks at
@@ -163,6 +168,9 @@ func (w *Worker) observe(t *balancer.Table, flows uint64, now int64) {
 	if tr.cur != nil && t != nil && flows != tr.flows {
 		if !tr.on {
 			tr.on, tr.base = true, tr.cur
+			if tr.offAt != 0 && now-tr.offAt >= w.flows.wrapNs()/2 {
+				w.flows.Forget()
+			}
 		}
 		tr.graceEnd = now + w.idleNs
 		tr.sweepSet, tr.sweepAt = 0, 0
@@ -201,7 +209,7 @@ func (w *Worker) maintain(now int64) {
 	tr.sweepSet = end
 	if end == len(ft.sets) {
 		// Every live flow goes where the table would send it anyway.
-		tr.on, tr.base, tr.sweepSet = false, nil, 0
+		tr.on, tr.base, tr.sweepSet, tr.offAt = false, nil, 0, now
 	}
 }
 
