@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"testing"
@@ -79,14 +80,18 @@ func TestInsertVLANTag(t *testing.T) {
 	copy(buf[mac:], frame)
 	vh := buf[mac-sizeofVnetHdr:]
 	vh[0] = vnetNeedsCsum
-	vh[6], vh[7] = 34, 0 // csum_start at the TCP header
-	start := insertVLANTag(buf, mac, etherTypeVLAN, 42)
+	vh[2], vh[3] = 54, 0                                    // hdr_len: the headers up to the TCP payload
+	vh[6], vh[7] = 34, 0                                    // csum_start at the TCP header
+	start := insertVLANTag(buf, mac, etherTypeVLAN, 0x302a) // PCP 1, VLAN 42
 	if start != mac-sizeofVnetHdr-vlanTagLen {
 		t.Fatalf("start %d", start)
 	}
+	if hl, cs := binary.LittleEndian.Uint16(buf[start+2:]), binary.LittleEndian.Uint16(buf[start+6:]); hl != 58 || cs != 38 {
+		t.Fatalf("hdr_len %d, csum_start %d: want both moved by the tag, to 58 and 38", hl, cs)
+	}
 	out := buf[start+sizeofVnetHdr : mac+len(frame)]
-	if out[vlanTagLen+12+2-vlanTagLen] != 0 || buf[start+6] != 38 {
-		t.Fatalf("csum_start not moved: %d", buf[start+6])
+	if tpid, tci := binary.BigEndian.Uint16(out[12:]), binary.BigEndian.Uint16(out[14:]); tpid != etherTypeVLAN || tci != 0x302a {
+		t.Fatalf("tag %#04x %#04x, want %#04x %#04x", tpid, tci, etherTypeVLAN, 0x302a)
 	}
 	p := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
 	d, _ := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
