@@ -35,7 +35,8 @@
 //
 // # Costs
 //
-// Table.Lookup is one or two Go map lookups. Service.Pick is a modulo and one load from the
+// Table.Lookup is a scan of up to 16 services, or one or two Go map lookups for more.
+// Service.Pick is a modulo and one load from the
 // Maglev slots, packed at the fewest bits (1, 2, 4, 8, 16 or 32) that name every backend: at
 // the default size of 65537 slots, 16 KiB for up to 4 backends, 32 KiB for 16, 64 KiB for
 // 256, 128 KiB for 65536 ([Maglev.Bytes]). Service.Index is a binary search over

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -127,8 +128,23 @@ func TestNewTableErrors(t *testing.T) {
 	}
 }
 
+// Lookup scans a few services and hashes many: both ways find the same.
 func TestTableLookup(t *testing.T) {
-	tab := mustTable(t, 1, testSpecs())
+	for _, pad := range []int{0, smallTable} {
+		specs := testSpecs()
+		for i := range pad { // services on other VIPs
+			specs = append(specs, ServiceSpec{Name: fmt.Sprintf("pad%d", i), Key: ServiceKey{netip.AddrFrom4([4]byte{10, 1, 0, byte(i)}), TCP, 80}, TableSize: 13, Backends: backends(1)})
+		}
+		tab := mustTable(t, 1, specs)
+		if (tab.small != nil) != (pad == 0) {
+			t.Fatalf("%d services: scanned %v", len(specs), tab.small != nil)
+		}
+		testLookup(t, tab)
+	}
+}
+
+func testLookup(t *testing.T, tab *Table) {
+	t.Helper()
 	for _, tc := range []struct {
 		vip   netip.Addr
 		proto Protocol

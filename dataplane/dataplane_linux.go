@@ -209,19 +209,19 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 		filter := vipFilter(vips)
 		// Widen first, publish, then narrow: filters never hide a VIP that
 		// the table serves.
-		for _, r := range d.sys.rings {
+		for i, r := range d.sys.rings {
 			if err := setFilter(r.fd, vipFilter(append(slices.Clone(d.sys.vips), vips...))); err != nil {
-				return err
+				return fmt.Errorf("widen worker %d's socket filter on %s to the new VIPs: %w", i, d.ifi.Name, err)
 			}
 		}
 		d.publish(t)
 		d.sys.vips = vips
 		d.sys.responder.setVIPs(vips)
-		for _, r := range d.sys.rings {
+		for i, r := range d.sys.rings {
 			if err := setFilter(r.fd, filter); err != nil {
 				// The table is published: a filter left wider than it
 				// needs passes frames the workers drop as not_vip.
-				d.cfg.Log.Error("narrow the socket filter to the new VIPs", "err", err)
+				d.cfg.Log.Error("narrow the socket filter to the new VIPs", "worker", i, "interface", d.ifi.Name, "err", err)
 			}
 		}
 		return nil
@@ -256,8 +256,8 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			if cpus[i] >= 0 && sharesCPU(cpus, i) {
 				spin = 0
 			}
-			errs[i] = d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpus[i], spin)
-			if errs[i] != nil {
+			if err := d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpus[i], spin); err != nil {
+				errs[i] = fmt.Errorf("worker %d on %s: %w", i, d.ifi.Name, err)
 				cancel()
 			}
 		}()
@@ -305,7 +305,7 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 		var set unix.CPUSet
 		set.Set(cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin worker to CPU %d: %w", cpu, os.NewSyscallError("sched_setaffinity", err))
+			return fmt.Errorf("pin to CPU %d: %w", cpu, os.NewSyscallError("sched_setaffinity", err))
 		}
 	}
 	batches := 0
@@ -319,7 +319,7 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 			w.publish()
 			r.flush() // frames the device refused before, if any
 			if err := r.wait(idlePollMs); err != nil {
-				return fmt.Errorf("worker ring: %w", err)
+				return fmt.Errorf("wait on the receive ring: %w", err)
 			}
 			if t := d.table.Load().t; t != w.c.slotsOf {
 				w.adoptSlots(t) // idle: a reused slot's old counts go now
