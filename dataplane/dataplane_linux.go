@@ -196,6 +196,22 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 		if err := CheckVIPsNotLocal(vips); err != nil {
 			return err
 		}
+		if d.sys.drop == nil {
+			// Without the drop (VIPs on a virtual MAC), forwarding was
+			// checked at Open for the address families then; a VIP of
+			// another family needs the same, or the drop after all.
+			if err := checkForwarding(d.cfg.Interface, vips); err != nil {
+				drop := newKernelDrop(d.cfg.Interface)
+				if drop == nil {
+					return err
+				}
+				if err := drop.install(d.sys.vips); err != nil {
+					return err
+				}
+				d.sys.drop = drop
+				d.cfg.Log.Info("IP forwarding is on for a new VIP's family: the kernel now drops VIP frames at netdev ingress, after dsrlb's taps", "table", "netdev "+drop.table)
+			}
+		}
 		if d.sys.drop != nil {
 			if err := d.sys.drop.install(append(slices.Clone(d.sys.vips), vips...)); err != nil {
 				return err

@@ -118,8 +118,13 @@
 // # Attracting the traffic
 //
 // The balancer's kernel must not own the VIPs (it would answer and reset
-// connections): Open refuses to start if a VIP is a local address or if IP
-// forwarding is on. Instead a responder on control-plane packet sockets
+// connections): Open refuses to start if a VIP is a local address, and
+// SetTable refuses a table with one. Nor may it route the VIP traffic: an nft
+// netdev ingress rule drops the VIPs' frames after the workers' taps (see
+// kerneldrop_linux.go), and with VIPs on a virtual MAC, which the kernel
+// ignores unless it forwards IP, that rule is installed only when IP
+// forwarding is on for a VIP's family; without nft, forwarding on refuses
+// the table (Open, SetTable). Instead a responder on control-plane packet sockets
 // answers ARP requests and IPv6 neighbour solicitations for the VIPs with the
 // interface's MAC, and announces each VIP when it appears (gratuitous ARP,
 // unsolicited neighbour advertisement).

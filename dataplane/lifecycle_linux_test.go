@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -257,4 +258,51 @@ func TestResponderAnswersUnicastNS(t *testing.T) {
 		}
 	}
 	t.Fatalf("no neighbour advertisement for a solicitation sent to the VIP itself (answered: %d)", d.sys.responder.naReplies.Load())
+}
+
+// With the VIPs on a virtual MAC the kernel ignores their frames unless it
+// forwards IP, so no drop rule is installed; a new table with a VIP of a
+// family that the kernel forwards gets the rule then.
+func TestSetTableNewFamilyForwarding(t *testing.T) {
+	p := newTxPair(t)
+	if err := p.ns.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var specs []balancer.ServiceSpec
+	for _, s := range testTable(t).Services() {
+		if s.Key().VIP.Is4() {
+			specs = append(specs, balancer.ServiceSpec{Name: s.Name(), Key: s.Key(), Backends: s.Backends()})
+		}
+	}
+	v4, err := balancer.NewTable(7, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *Dataplane
+	if err := p.ns.Do(func() (err error) {
+		d, err = Open(Config{Interface: "a", Workers: 1, VIPMAC: net.HardwareAddr{2, 0, 0, 0, 0x77, 1}}, v4)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if d.sys.drop != nil {
+		t.Fatal("a drop rule for IPv4 VIPs on a virtual MAC with IPv4 forwarding off")
+	}
+	if err := p.ns.Do(func() error { return d.SetTable(testTable(t)) }); err != nil {
+		t.Fatalf("SetTable with an IPv6 VIP: %v", err)
+	}
+	if d.sys.drop == nil {
+		t.Fatal("an IPv6 VIP was added with IPv6 forwarding on and no drop rule installed")
+	}
 }
