@@ -269,7 +269,7 @@ func TestHandleAllocs(t *testing.T) {
 	run := func(tab *balancer.Table) float64 {
 		return testing.AllocsPerRun(1000, func() {
 			sport++
-			now += 1000 // through the grace period (1 ms) and into the sweep
+			now += 10_000 // through the grace period (1 ms, 100 runs) and into the sweep
 			for _, f := range frames {
 				binary.BigEndian.PutUint16(f[34:], sport) // IPv4 source port (in the v6 frame a source-address byte): new flows too
 				w.Handle(f, tab, now)
@@ -286,6 +286,9 @@ func TestHandleAllocs(t *testing.T) {
 	}
 	if allocs := run(tab2); allocs != 0 {
 		t.Fatalf("tracking: %v allocations per batch of %d frames, want 0", allocs, len(frames))
+	}
+	if tr := &w.track; tr.on && tr.sweepSet == 0 && tr.sweepAt == 0 {
+		t.Fatal("the sweep never ran")
 	}
 }
 
