@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +67,19 @@ func TestLabHangup(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("no namespace prefix in the lab's output:\n%s", out.String())
 	}
+	// The lab's namespaces by inode: a process still inside one after the
+	// hang-up keeps it alive even once its name is gone.
+	inodes := map[uint64]string{}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if fi, err := os.Stat("/run/netns/" + e.Name()); err == nil && strings.HasPrefix(e.Name(), m[1]) {
+			inodes[fi.Sys().(*syscall.Stat_t).Ino] = e.Name()
+		}
+	}
+	if len(inodes) == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("no namespace %s* in /run/netns while the lab runs", m[1])
+	}
 	cmd.Process.Signal(syscall.SIGHUP)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -77,13 +92,41 @@ func TestLabHangup(t *testing.T) {
 	if !strings.Contains(out.String(), "deleting the lab's namespaces") {
 		t.Errorf("the lab did not tear down after SIGHUP:\n%s", out.String())
 	}
-	ents, _ := os.ReadDir("/run/netns")
+	ents, _ = os.ReadDir("/run/netns")
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), m[1]) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
-	if ps, _ := exec.Command("pgrep", "-f", "netns exec "+m[1]).Output(); len(ps) > 0 {
-		t.Errorf("processes of the lab still run after SIGHUP: %s", ps)
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if left = processesIn(inodes); len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
+	if len(left) > 0 {
+		t.Errorf("processes of the lab still run 10 s after it exited on SIGHUP: %s", strings.Join(left, ", "))
+	}
+}
+
+// processesIn lists the processes whose network namespace (the
+// /proc/PID/ns/net link, "net:[INODE]") is one of inodes, as "PID (comm)
+// in NAME".
+func processesIn(inodes map[uint64]string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		link, err := os.Readlink("/proc/" + e.Name() + "/ns/net")
+		if err != nil {
+			continue // not a process, or gone
+		}
+		s, ok := strings.CutPrefix(link, "net:[")
+		s, ok2 := strings.CutSuffix(s, "]")
+		ino, err := strconv.ParseUint(s, 10, 64)
+		if name, in := inodes[ino]; ok && ok2 && err == nil && in {
+			comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+			out = append(out, fmt.Sprintf("%s (%s) in %s", e.Name(), strings.TrimSpace(string(comm)), name))
+		}
+	}
+	return out
 }
