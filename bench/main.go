@@ -8,7 +8,9 @@
 //	go run ./bench [flags]
 //
 // It needs root. Everything it creates lives in namespaces named
-// dsrlbb-PID-XXXXXX-*, deleted on exit, on error and on Ctrl-C (and by the next run if this one is killed).
+// dsrlbb-PID-XXXXXX-*, deleted on exit, on error, on Ctrl-C and on a hang-up
+// (and by the next run if this one is killed, which also kills what still
+// runs inside them).
 package main
 
 import (
@@ -143,18 +145,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	// The first SIGINT or SIGTERM cancels the run, which then tears down;
-	// later ones are swallowed so that the teardown finishes.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		s := <-sigs
-		fmt.Fprintf(stderr, "bench: %v: stopping and deleting the namespaces\n", s)
-		cancel()
-	}()
+	ctx, stop := cancelOnSignals(stderr)
+	defer stop()
 	rep, err := harness.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
@@ -178,4 +170,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 130
 	}
 	return 0
+}
+
+// cancelOnSignals returns a context that the first SIGINT, SIGTERM or
+// SIGHUP (the terminal hung up) cancels, saying so on stderr: the run then
+// tears down. Later ones are swallowed so that the teardown finishes, until
+// stop is called.
+func cancelOnSignals(stderr io.Writer) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(stderr, "bench: %v: stopping and deleting the namespaces\n", s)
+		cancel()
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }

@@ -128,6 +128,16 @@ type Generator interface {
 	Start(ctx context.Context, l Load) (Run, error)
 }
 
+// Threads returns how many threads (or processes) g really sends l with:
+// l.Threads, except for trafgen with a rate, which runs one
+// (Trafgen.Threads).
+func Threads(g Generator, l *Load) int {
+	if t, ok := g.(Trafgen); ok {
+		return t.Threads(l)
+	}
+	return l.Threads
+}
+
 // Run is a load being sent.
 type Run interface {
 	// Stop stops sending and returns once every thread or process of the

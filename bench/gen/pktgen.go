@@ -19,9 +19,9 @@ import (
 // thread i (kernel thread kpktgend_i, bound to CPU i) gets the device
 // "IF@i", each device gets count, clone_skb, burst, pkt_size, delay or
 // ratep, dst_mac, src_mac, dst, src_min/src_max, udp_src_min/max,
-// udp_dst_min/max and the IPSRC_RND and UDPSRC_RND flags (a source address
-// and port drawn per frame), and pgctrl gets "start" (which blocks until
-// "stop").
+// udp_dst_min/max, the IPSRC_RND and UDPSRC_RND flags (a source address
+// and port drawn per frame) and UDPCSUM (a UDP checksum: pktgen leaves it 0
+// otherwise), and pgctrl gets "start" (which blocks until "stop").
 //
 // Kernel details this follows (net/core/pktgen.c): pgctrl drops the last
 // byte written (the newline echo adds), so commands end in "\n"; pgctrl acts
@@ -105,6 +105,7 @@ func (g Pktgen) Script(l *Load) ([]PktgenWrite, error) {
 			fmt.Sprintf("udp_src_max %d", FirstPort+ports), // [min, max) too
 			"flag IPSRC_RND",
 			"flag UDPSRC_RND",
+			"flag UDPCSUM", // without it the UDP checksum is 0 (none)
 		)
 		for _, c := range cmds {
 			w = append(w, PktgenWrite{dev, c})

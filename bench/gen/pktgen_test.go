@@ -36,6 +36,8 @@ func TestPktgenScript(t *testing.T) {
 		"eth0@0: udp_src_max 2048",
 		"eth0@0: flag IPSRC_RND",
 		"eth0@1: flag UDPSRC_RND",
+		"eth0@0: flag UDPCSUM", // pktgen sends checksum 0 without it
+		"eth0@1: flag UDPCSUM",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("script lacks %q", want)

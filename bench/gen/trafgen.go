@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dsrlb/dsrlb/internal/syncbuf"
@@ -33,6 +32,16 @@ type Trafgen struct {
 
 // Name implements Generator.
 func (Trafgen) Name() string { return "trafgen" }
+
+// Threads returns how many worker processes trafgen sends l with:
+// l.Threads flat out, but 1 with a rate: trafgen's main() falls back to a
+// single CPU whenever it shapes the rate (-b), whatever -P says.
+func (Trafgen) Threads(l *Load) int {
+	if l.Rate > 0 {
+		return 1
+	}
+	return l.Threads
+}
 
 // TrafgenConfig returns trafgen's packet configuration for l: one packet
 // whose source address and port are drawn at run time from l's flow space
@@ -109,12 +118,11 @@ func (g Trafgen) Start(ctx context.Context, l Load) (Run, error) {
 		return nil, fmt.Errorf("trafgen: write configuration %s: %w", cfg, err)
 	}
 	cmd := l.NS.Command(path, TrafgenArgs(&l, cfg, g.RingSize)...)
-	// Its own process group: a Ctrl-C on the terminal reaches only us, and
-	// we stop trafgen and its workers in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := &syncbuf.Buffer{Max: 1 << 20}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	// Its own process group, killed if we die: see StartTied. Its workers
+	// are not; the next run's testbed kills them (testbed.Build).
+	if err := StartTied(cmd); err != nil {
 		os.Remove(cfg)
 		return nil, fmt.Errorf("trafgen: start %s: %w", filepath.Base(path), err)
 	}
@@ -130,8 +138,9 @@ func (g Trafgen) Start(ctx context.Context, l Load) (Run, error) {
 	for !strings.Contains(out.String(), "Running!") {
 		select {
 		case <-r.done:
-			os.Remove(cfg)
-			return nil, fmt.Errorf("trafgen exited at start (%v):\n%s", r.waitErr, trimOutput(out.String()))
+			// A worker it forked before it failed may still run.
+			_, err := r.Stop()
+			return nil, errors.Join(fmt.Errorf("trafgen exited at start (%v):\n%s", r.waitErr, trimOutput(out.String())), err)
 		case <-ctx.Done():
 			r.Stop()
 			return nil, ctx.Err()

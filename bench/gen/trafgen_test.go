@@ -59,6 +59,22 @@ func TestTrafgenArgs(t *testing.T) {
 	}
 }
 
+// trafgen runs one worker when it shapes the rate, whatever -P says.
+func TestTrafgenThreads(t *testing.T) {
+	l := testLoad(UDP, 10)
+	l.Threads = 4
+	if n := Threads(Trafgen{}, l); n != 4 {
+		t.Errorf("trafgen flat out with 4 threads: %d", n)
+	}
+	l.Rate = 100_000
+	if n := Threads(Trafgen{}, l); n != 1 {
+		t.Errorf("trafgen at 100 kpps with 4 threads: %d, want 1", n)
+	}
+	if n := Threads(TxRing{}, l); n != 4 {
+		t.Errorf("txring at 100 kpps with 4 threads: %d", n)
+	}
+}
+
 func TestTrimOutput(t *testing.T) {
 	in := "Cannot set system socket memory in /proc/sys/net/core/rmem_max: Permission denied\n\n   10 packets outgoing\n"
 	if got := trimOutput(in); got != "   10 packets outgoing" {

@@ -11,7 +11,8 @@
 // (and wait until it forwards), start the generator, wait the warm-up, take
 // a testbed snapshot, wait the window, take another, stop the generator,
 // stop the mode, undo RPS, pause 300 ms for queues to drain. A window that
-// fails is recorded with its error and left out of the summaries; the run
+// fails, or in which the generator stalled, is recorded and left out of
+// every summary, the pooled latency tables included; the run
 // goes on.
 //
 // # Guarantees

@@ -124,6 +124,20 @@ func measurement(phase, mode string, rep int, offered, lbOut, delivered, busy ui
 	return m
 }
 
+// withSamples gives a latency window its latency samples, as measure does.
+func withSamples(m Measurement, samples ...int64) Measurement {
+	s := latency.Summarize(samples)
+	m.Latency, m.latencyRaw = &s, samples
+	return m
+}
+
+// withToLB gives a latency window its generator-to-lb samples.
+func withToLB(m Measurement, toLB ...int64) Measurement {
+	s := latency.Summarize(toLB)
+	m.ToLB, m.toLBRaw = &s, toLB
+	return m
+}
+
 func TestSummaries(t *testing.T) {
 	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
 	for rep := 1; rep <= 2; rep++ {
@@ -153,24 +167,21 @@ func TestSummaries(t *testing.T) {
 		t.Errorf("ratios %+v", r.Ratios)
 	}
 
-	r.pooled["direct"] = []int64{1000, 2000, 3000}
-	r.pooled["nft"] = []int64{5000, 6000, 7000}
-	nft1, nft2 := measurement(PhaseLatency, "nft", 1, 1000, 1000, 1000, 20), measurement(PhaseLatency, "nft", 2, 1000, 1000, 1000, 20)
+	nft1 := withToLB(withSamples(measurement(PhaseLatency, "nft", 1, 1000, 1000, 1000, 20), 5000, 6000), 3000, 4000)
+	nft2 := withToLB(withSamples(measurement(PhaseLatency, "nft", 2, 1000, 1000, 1000, 20), 7000), 5000)
 	for i, m := range []*Measurement{&nft1, &nft2} {
 		tr := latency.MatchTransit(
 			[]latency.Arrival{{Frame: latency.FrameID{StampNs: 1, Seq: uint32(i)}, RxNs: 100}, {Frame: latency.FrameID{StampNs: 2, Seq: uint32(i)}, RxNs: 200}},
 			[]latency.Arrival{{Frame: latency.FrameID{StampNs: 1, Seq: uint32(i)}, RxNs: 100 + 1000*int64(i+1)}, {Frame: latency.FrameID{StampNs: 3, Seq: 9}, RxNs: 300}})
 		m.setTransit(&tr)
-		r.transitSamples("nft", tr.Samples)
 	}
 	if nft2.Transit == nil || nft2.Transit.Count != 1 || nft2.Transit.P50 != 2000 || nft2.TransitUpstreamOnly != 1 || nft2.TransitDownstreamOnly != 1 {
 		t.Errorf("nft measurement: transit %+v, lb only %d, sink only %d", nft2.Transit, nft2.TransitUpstreamOnly, nft2.TransitDownstreamOnly)
 	}
-	r.transitSamples("dsrlb-w2", nil) // measured, no sample
-	r.toLBSamples("nft", []int64{3000, 4000})
-	r.toLBSamples("nft", []int64{5000})
-	r.Measurements = append(r.Measurements, measurement(PhaseLatency, "dsrlb-w2", 1, 1000, 1000, 1000, 20), nft1, nft2,
-		measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10))
+	dsrlb := withSamples(measurement(PhaseLatency, "dsrlb-w2", 1, 1000, 1000, 1000, 20))
+	dsrlb.setTransit(&latency.Transit{}) // measured, no sample
+	r.Measurements = append(r.Measurements, dsrlb, nft1, nft2,
+		withSamples(measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10), 1000, 2000, 3000))
 	r.summarizeLatency()
 	if len(r.Latency) != 3 || r.Latency[1].AddedP50 == nil || *r.Latency[1].AddedP50 != 4000 || r.Latency[2].AddedP50 != nil {
 		t.Errorf("latency %+v", r.Latency)
@@ -195,14 +206,15 @@ func TestSummaries(t *testing.T) {
 }
 
 // An A/B variant is compared with its base mode: delivered pps and CPU per
-// packet.
+// packet, both paired per repetition. Here the CPU medians are equal (5 µs
+// each) while the paired ratios are 0.5, 2.0 and 0.8.
 func TestAltSummary(t *testing.T) {
-	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 2})
-	for rep := 1; rep <= 2; rep++ {
+	r := newReport(Config{Flows: 10, RPS: "nft", Reps: 3})
+	for rep, d := range [][2]uint64{{200_000, 400_000}, {500_000, 250_000}, {400_000, 500_000}} { // base, alt delivered
 		r.Measurements = append(r.Measurements,
-			measurement(PhaseThroughput, "dsrlb-w1", rep, 200_000, 200_000, 200_000, 200),
-			measurement(PhaseThroughput, "dsrlb-w1"+AltSuffix, rep, 250_000, 250_000, 250_000, 200),
-			measurement(PhaseThroughput, "nft", rep, 250_000, 250_000, 250_000, 200),
+			measurement(PhaseThroughput, "dsrlb-w1", rep+1, d[0], d[0], d[0], 200),
+			measurement(PhaseThroughput, "dsrlb-w1"+AltSuffix, rep+1, d[1], d[1], d[1], 200),
+			measurement(PhaseThroughput, "nft", rep+1, 250_000, 250_000, 250_000, 200),
 		)
 	}
 	r.summarizeThroughput()
@@ -210,15 +222,20 @@ func TestAltSummary(t *testing.T) {
 	for i := range r.Ratios {
 		if r.Ratios[i].Num == "dsrlb-w1-alt" && r.Ratios[i].Den == "dsrlb-w1" {
 			alt = &r.Ratios[i]
+		} else if r.Ratios[i].CPUNs != nil {
+			t.Errorf("%s / %s: a CPU ratio, though not an A/B pair", r.Ratios[i].Num, r.Ratios[i].Den)
 		}
 	}
-	if alt == nil || alt.OfMedians != 1.25 {
-		t.Fatalf("no dsrlb-w1-alt / dsrlb-w1 ratio of 1.25 in %+v", r.Ratios)
+	if alt == nil || alt.OfMedians != 1 || alt.Paired.Min != 0.5 || alt.Paired.Max != 2 {
+		t.Fatalf("no dsrlb-w1-alt / dsrlb-w1 ratio of 1 (0.5..2) in %+v", r.Ratios)
+	}
+	if c := alt.CPUNs; c == nil || math.Abs(c.Median-0.8) > 1e-9 || c.Min != 0.5 || c.Max != 2 || c.N != 3 {
+		t.Errorf("CPU ratio %+v, want the paired 0.5, 2.0, 0.8: median 0.8", alt.CPUNs)
 	}
 	var out bytes.Buffer
 	r.Print(&out)
-	if !strings.Contains(out.String(), "dsrlb-w1-alt CPU ns/pkt / dsrlb-w1's: 0.800") {
-		t.Errorf("no CPU comparison of the variant in:\n%s", out.String())
+	if want := "dsrlb-w1-alt CPU ns/pkt / dsrlb-w1's: 0.800   (0.500..2.000)   median of the paired ratios over 3 reps"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
 	}
 }
 
@@ -499,5 +516,90 @@ func TestValidateVIPMACFlags(t *testing.T) {
 	c.AltFlags = []string{"--vip-mac", "02:00:5e:00:01:01"}
 	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `alt-flags: --vip-mac "02:00:5e:00:01:01"`) {
 		t.Errorf("a literal MAC in --alt-flags: %v", err)
+	}
+}
+
+// The latency tables pool only the windows every other table counts: not
+// one whose generator or mode failed to stop cleanly, nor one in which the
+// generator stalled.
+func TestLatencyPoolsUsableWindowsOnly(t *testing.T) {
+	r := newReport(Config{Flows: 10, RPS: "nft", LatencyReps: 3})
+	var wait RingWait
+	wait.Buckets[0] = 10
+	window := func(rep int, sample int64) Measurement {
+		m := withToLB(withSamples(measurement(PhaseLatency, "dsrlb-w1", rep, 1000, 1000, 1000, 20), sample, sample+1), sample)
+		m.setTransit(&latency.Transit{Samples: []int64{sample}})
+		w := wait
+		m.RingWait = &w
+		return m
+	}
+	good, failed, stalled := window(1, 1000), window(2, 90_000), window(3, 80_000)
+	failed.Error = "dsrlb exited during the measurement (signal: killed)"
+	stalled.Gen.Stalled = true
+	r.Measurements = append(r.Measurements, good, failed, stalled,
+		withSamples(measurement(PhaseLatency, "direct", 1, 1000, 0, 1000, 10), 500))
+	r.summarizeLatency()
+	if len(r.Latency) != 2 || r.Latency[0].Mode != "dsrlb-w1" {
+		t.Fatalf("latency summaries %+v", r.Latency)
+	}
+	s := r.Latency[0]
+	if s.Pooled.Count != 2 || s.Pooled.Max != 1001 {
+		t.Errorf("pooled latency %+v, want the good window's 2 samples (max 1001ns)", s.Pooled)
+	}
+	if s.Transit == nil || s.Transit.Count != 1 || s.Transit.Max != 1000 {
+		t.Errorf("pooled transit %+v, want the good window's 1 sample", s.Transit)
+	}
+	if s.ToLB == nil || s.ToLB.Count != 1 || s.ToLB.Max != 1000 {
+		t.Errorf("pooled generator-to-lb %+v, want the good window's 1 sample", s.ToLB)
+	}
+	if s.RingWait == nil || s.RingWait.Count() != 10 {
+		t.Errorf("pooled ring wait %+v, want the good window's 10 frames", s.RingWait)
+	}
+	if s.AddedP50 == nil || *s.AddedP50 != 500 {
+		t.Errorf("added p50 %v, want the good window's 1000ns - direct's 500ns", s.AddedP50)
+	}
+}
+
+// With a rate trafgen runs one worker whatever -P says: the report says 1
+// thread, and why.
+func TestTrafgenRateThreads(t *testing.T) {
+	cfg := Config{Flows: 10, RPS: "nft", GenThreads: 4, Rate: 200_000}
+	r := newReport(cfg)
+	r.setGenerator(gen.Trafgen{}, cfg)
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{"generator trafgen with 1 thread(s), 200,000 pps", "trafgen: 1 thread(s), not the 4 of --gen-threads"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if r.GeneratorThreads != 1 {
+		t.Errorf("recorded %d generator threads, want 1", r.GeneratorThreads)
+	}
+	cfg.Rate = 0
+	r = newReport(cfg)
+	r.setGenerator(gen.Trafgen{}, cfg)
+	out.Reset()
+	r.Print(&out)
+	if !strings.Contains(out.String(), "generator trafgen with 4 thread(s), flat out") || strings.Contains(out.String(), "not the 4") {
+		t.Errorf("flat out, 4 threads:\n%s", out.String())
+	}
+}
+
+// --br-netfilter claims no hook left on where br_netfilter is not loaded.
+func TestBridgeNetfilterNote(t *testing.T) {
+	for _, tc := range []struct {
+		leaveOn, loaded bool
+		want            string
+	}{
+		{true, true, "bridge-nf-call-* left ON"},
+		{false, true, "bridge-nf-call-* OFF"},
+		{true, false, "not loaded (no bridge-nf-call-* sysctls in the switch namespace): --br-netfilter had no hook to leave on"},
+		{false, false, "not loaded"},
+	} {
+		got := bridgeNetfilterNote(tc.leaveOn, tc.loaded)
+		if !strings.Contains(got, tc.want) || !tc.loaded && strings.Contains(got, " ON") {
+			t.Errorf("leave on %v, loaded %v: %q, want %q", tc.leaveOn, tc.loaded, got, tc.want)
+		}
 	}
 }

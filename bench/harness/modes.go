@@ -204,9 +204,9 @@ func (d *Dsrlb) Start(ctx context.Context, b *testbed.Bed) error {
 		args = append(args, "--vip-mac", "auto")
 	}
 	d.cmd = b.LB.NS.Command(d.Bin, slices.Concat(args, d.Flags, d.PhaseFlags)...)
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	if err := d.cmd.Start(); err != nil {
+	if err := gen.StartTied(d.cmd); err != nil { // its own process group, killed if we die
+		d.cmd = nil // nothing for Stop to stop
 		return fmt.Errorf("start dsrlb: %w", err)
 	}
 	d.done = make(chan struct{})

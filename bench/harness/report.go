@@ -26,6 +26,10 @@ type Report struct {
 	Machine   Machine      `json:"machine"`
 	Config    ConfigRecord `json:"config"`
 	Generator string       `json:"generator"`
+	// GeneratorThreads is how many threads (processes for trafgen) the
+	// throughput phase's generator ran: Config.GenThreads, but 1 for
+	// trafgen with a rate (gen.Threads).
+	GeneratorThreads int `json:"generator_threads"`
 	// DsrlbSource says which dsrlb ran: the commit it was built from.
 	DsrlbSource string   `json:"dsrlb_source,omitempty"`
 	Notes       []string `json:"notes"`
@@ -49,10 +53,37 @@ type Report struct {
 	Interrupted bool     `json:"interrupted"`
 	Errors      []string `json:"errors,omitempty"`
 
-	pooled        map[string][]int64   // latency samples by mode, all reps
-	pooledTransit map[string][]int64   // transit samples by mode, all reps; a mode is here once its transit was measured
-	pooledToLB    map[string][]int64   // generator-to-lb latencies by mode, all reps (balancer modes)
-	pooledWait    map[string]*RingWait // dsrlb's ring-wait counts by mode, latency phase, all reps
+	// The latency phase's usable windows pooled by mode (poolLatency).
+	pooled        map[string][]int64   // latency samples
+	pooledTransit map[string][]int64   // transit samples; a mode is here once its transit was measured
+	pooledToLB    map[string][]int64   // generator-to-lb latencies (balancer modes)
+	pooledWait    map[string]*RingWait // dsrlb's ring-wait counts
+}
+
+// setGenerator records the throughput phase's generator and how many
+// threads it really runs, with a note when that is not what was asked.
+func (r *Report) setGenerator(g gen.Generator, cfg Config) {
+	r.Generator = g.Name()
+	r.GeneratorThreads = gen.Threads(g, &gen.Load{Threads: cfg.GenThreads, Rate: cfg.Rate})
+	if r.GeneratorThreads != cfg.GenThreads {
+		r.Notes = append(r.Notes, fmt.Sprintf("%s: %d thread(s), not the %d of --gen-threads: with a rate trafgen runs a single worker, whatever -P says",
+			g.Name(), r.GeneratorThreads, cfg.GenThreads))
+	}
+}
+
+// bridgeNetfilterNote says what became of br_netfilter's hooks in the
+// switch namespace: left on (leaveOn, --br-netfilter) or turned off, where
+// the module is loaded (its sysctls exist).
+func bridgeNetfilterNote(leaveOn, loaded bool) string {
+	switch {
+	case !loaded && leaveOn:
+		return "br_netfilter: not loaded (no bridge-nf-call-* sysctls in the switch namespace): --br-netfilter had no hook to leave on"
+	case !loaded:
+		return "br_netfilter: not loaded (no bridge-nf-call-* sysctls in the switch namespace)"
+	case leaveOn:
+		return "br_netfilter: bridge-nf-call-* left ON in the switch namespace"
+	}
+	return "br_netfilter: bridge-nf-call-* OFF in the switch namespace"
 }
 
 // Machine describes where the run happened.
@@ -134,6 +165,11 @@ type Measurement struct {
 	// or its transmit ring made no progress for a while (Gen.Stalled). Such
 	// a window enters no statistic and no ratio; it is counted and reported.
 	Stalled bool `json:"stalled,omitempty"`
+
+	// latencyRaw, transitRaw and toLBRaw are the window's samples behind
+	// Latency, Transit and ToLB, until summarizeLatency pools them (if the
+	// window is usable) and drops them.
+	latencyRaw, transitRaw, toLBRaw []int64
 }
 
 // usable reports whether a window enters the statistics: it neither failed
@@ -168,7 +204,7 @@ func (m *Measurement) setWindow(w testbed.Window) {
 
 func (m *Measurement) setTransit(t *latency.Transit) {
 	s := latency.Summarize(t.Samples)
-	m.Transit = &s
+	m.Transit, m.transitRaw = &s, t.Samples
 	m.TransitUpstreamOnly, m.TransitDownstreamOnly = t.UpstreamOnly, t.DownstreamOnly
 	m.NegativeTransits, m.TransitDuplicates = t.Negative, t.Duplicates
 }
@@ -243,11 +279,6 @@ func newReport(cfg Config) *Report {
 	}
 	a, p := gen.FlowSpace(cfg.Flows)
 	r.Notes = append(r.Notes, fmt.Sprintf("flows: %d (%d source addresses x %d source ports)", a*p, a, p))
-	if cfg.BridgeNetfilter {
-		r.Notes = append(r.Notes, "br_netfilter: bridge-nf-call-* left ON in the switch namespace")
-	} else {
-		r.Notes = append(r.Notes, "br_netfilter: bridge-nf-call-* OFF in the switch namespace")
-	}
 	switch cfg.RPS {
 	case "nft":
 		r.Notes = append(r.Notes, "RPS: on the balancer's eth0 (all CPUs) for nft only")
@@ -514,7 +545,8 @@ func (r *Report) summarizeThroughput() {
 			continue
 		}
 		dens := append(slices.Clone(kernelReferences), "direct")
-		if base, ok := strings.CutSuffix(num, AltSuffix); ok {
+		base, alt := strings.CutSuffix(num, AltSuffix)
+		if alt {
 			dens = append(dens, base)
 		}
 		for _, den := range dens {
@@ -525,14 +557,22 @@ func (r *Report) summarizeThroughput() {
 				if q := r.saturatedRatios(num, den); len(q) > 0 {
 					ratio.Saturated = &SaturatedRatio{Median: Median(q), Reps: len(q)}
 				}
+				if alt && den == base {
+					ca, cb := r.pairedValues(PhaseThroughput, num, den, func(m *Measurement) float64 { return m.CPUNsPerPkt })
+					if c := NewRatio(num, den, ca, cb).Paired; c.N > 0 {
+						ratio.CPUNs = &c
+					}
+				}
 				r.Ratios = append(r.Ratios, ratio)
 			}
 		}
 	}
 }
 
+// summarizeLatency sums up the latency phase; it runs once, after it.
 func (r *Report) summarizeLatency() {
-	r.LatencyCPU = r.summarize(PhaseLatency)
+	r.LatencyCPU = r.summarize(PhaseLatency) // marks the stalled windows
+	r.poolLatency()
 	var direct *latency.Summary
 	for _, mode := range r.modeOrder(PhaseLatency) {
 		s := LatencySummary{Mode: mode, Pooled: latency.Summarize(r.pooled[mode])}
@@ -563,6 +603,34 @@ func (r *Report) summarizeLatency() {
 	}
 }
 
+// poolLatency pools, by mode, the samples and ring-wait counts of the
+// latency phase's usable windows (after markStalled: a window that failed
+// or stalled enters the latency tables no more than any other), and drops
+// every window's own copy of its samples.
+func (r *Report) poolLatency() {
+	for i := range r.Measurements {
+		m := &r.Measurements[i]
+		if m.Phase != PhaseLatency {
+			continue
+		}
+		if m.usable() {
+			if m.Latency != nil {
+				r.latencySamples(m.Mode, m.latencyRaw)
+			}
+			if m.Transit != nil {
+				r.transitSamples(m.Mode, m.transitRaw)
+			}
+			if m.ToLB != nil {
+				r.toLBSamples(m.Mode, m.toLBRaw)
+			}
+			if m.RingWait != nil {
+				r.ringWaits(m.Mode, *m.RingWait)
+			}
+		}
+		m.latencyRaw, m.transitRaw, m.toLBRaw = nil, nil, nil
+	}
+}
+
 // trackingWindows counts the windows at whose end a dsrlb worker tracked
 // flows.
 func (r *Report) trackingWindows() int {
@@ -589,8 +657,12 @@ func (r *Report) Print(w io.Writer) {
 	if c.Traffic == "syn" {
 		frame = "54-byte TCP SYN"
 	}
+	threads := c.GenThreads
+	if r.GeneratorThreads > 0 {
+		threads = r.GeneratorThreads
+	}
 	fmt.Fprintf(w, "load: %s frames to %s:%d, generator %s with %d thread(s), %s; %d sinks\n",
-		frame, testbed.VIP, VIPPort, r.Generator, c.GenThreads, rateText(c.Rate), c.Sinks)
+		frame, testbed.VIP, VIPPort, r.Generator, threads, rateText(c.Rate), c.Sinks)
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  - %s\n", n)
 	}
@@ -644,13 +716,9 @@ func (r *Report) Print(w io.Writer) {
 				}
 			}
 		}
-		cpuNs := map[string]float64{}
-		for _, s := range r.Throughput {
-			cpuNs[s.Mode] = s.CPUNs.Median
-		}
-		for _, s := range r.Throughput {
-			if base, ok := strings.CutSuffix(s.Mode, AltSuffix); ok && cpuNs[base] > 0 {
-				fmt.Fprintf(w, "  %-9s CPU ns/pkt / %s's: %.3f\n", s.Mode, base, s.CPUNs.Median/cpuNs[base])
+		for _, q := range r.Ratios {
+			if c := q.CPUNs; c != nil {
+				fmt.Fprintf(w, "  %-9s CPU ns/pkt / %s's: %.3f   (%.3f..%.3f)   median of the paired ratios over %d reps\n", q.Num, q.Den, c.Median, c.Min, c.Max, c.N)
 			}
 		}
 	}
@@ -753,7 +821,7 @@ func (r *Report) printTransit(w io.Writer) {
 	for _, s := range ss {
 		var sinkOnly, negative, dup int
 		for _, m := range r.Measurements {
-			if m.Phase == PhaseLatency && m.Mode == s.Mode && m.Transit != nil {
+			if m.Phase == PhaseLatency && m.Mode == s.Mode && m.Transit != nil && m.usable() {
 				sinkOnly += m.TransitDownstreamOnly
 				negative += m.NegativeTransits
 				dup += m.TransitDuplicates

@@ -164,8 +164,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		tg.RingSize = cfg.TrafgenRing
 		g = tg
 	}
-	rep.Generator = g.Name()
 	rep.Notes = append(rep.Notes, notes...)
+	rep.setGenerator(g, cfg)
 
 	h := &harness{cfg: cfg, rep: rep, gen: g, vip: netip.AddrPortFrom(testbed.VIP, VIPPort)}
 	if slices.Contains(cfg.Modes, "dsrlb") && cfg.DsrlbBin == "" {
@@ -200,6 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	h.bed = bed
 	rep.Namespaces = bed.Net.Namespaces()
+	rep.Notes = append(rep.Notes, bridgeNetfilterNote(cfg.BridgeNetfilter, bed.BridgeNetfilterLoaded))
 	defer func() {
 		h.progress("teardown: deleting namespaces %s*", bed.Spec.Prefix)
 		if err := bed.Close(); err != nil {
@@ -475,8 +476,9 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	if phase == PhaseLatency {
 		reps = h.cfg.LatencyReps
 	}
-	h.progress("[%s %d/%d] %s: starting (%s, %d thread(s), %s)", phase, rep, reps, mode.Name(), g.Name(), load.Threads, rateText(load.Rate))
-	m := Measurement{Phase: phase, Rep: rep, Mode: mode.Name(), Generator: g.Name(), Threads: load.Threads, Rate: load.Rate}
+	threads := gen.Threads(g, &load)
+	h.progress("[%s %d/%d] %s: starting (%s, %d thread(s), %s)", phase, rep, reps, mode.Name(), g.Name(), threads, rateText(load.Rate))
+	m := Measurement{Phase: phase, Rep: rep, Mode: mode.Name(), Generator: g.Name(), Threads: threads, Rate: load.Rate}
 	defer func() { h.rep.Measurements = append(h.rep.Measurements, m) }()
 	fail := func(err error) {
 		m.Error = err.Error()
@@ -600,20 +602,17 @@ func (h *harness) measure(ctx context.Context, phase string, rep int, mode Mode,
 	}
 	w := h.bed.Window(a, z)
 	m.setWindow(w)
+	// The samples stay with the window: summarizeLatency pools those of
+	// the windows that neither failed (a generator or mode that did not
+	// stop cleanly) nor stalled, as every other table does.
 	if probes != nil {
 		s := latency.Summarize(samples)
-		m.Latency = &s
-		h.rep.latencySamples(mode.Name(), samples)
-	}
-	if m.RingWait != nil && phase == PhaseLatency {
-		h.rep.ringWaits(mode.Name(), *m.RingWait)
+		m.Latency, m.latencyRaw = &s, samples
 	}
 	if transit != nil {
 		m.setTransit(transit)
-		h.rep.transitSamples(mode.Name(), transit.Samples)
 		s := latency.Summarize(toLB)
-		m.ToLB = &s
-		h.rep.toLBSamples(mode.Name(), toLB)
+		m.ToLB, m.toLBRaw = &s, toLB
 	}
 	line := fmt.Sprintf("[%s %d/%d] %s: offered %s pps, delivered %s pps, lb in/out %s/%s pps, loss %.1f%%, CPU %.0f ns/pkt",
 		phase, rep, reps, mode.Name(), thousands(m.OfferedPPS), thousands(m.DeliveredPPS), thousands(m.LBInPPS), thousands(m.LBOutPPS), 100*m.Loss, m.CPUNsPerPkt)

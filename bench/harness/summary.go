@@ -49,6 +49,9 @@ type Ratio struct {
 	// a window with idle CPU time means the generator stalled, and its rate
 	// says little about the balancer. nil when no repetition qualifies.
 	Saturated *SaturatedRatio `json:"saturated,omitempty"`
+	// CPUNs, for an A/B twin over its base mode, is the distribution of
+	// num[i]/den[i] of CPU ns per packet over repetitions i; nil otherwise.
+	CPUNs *Stat `json:"cpu_ns_per_pkt_paired,omitempty"`
 }
 
 // SaturatedRatio is the median of num[i]/den[i] over the repetitions i in

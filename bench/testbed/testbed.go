@@ -14,7 +14,8 @@
 //   - IPv6 is off on every host: no router solicitations or MLD reports
 //     in the counters;
 //   - br_netfilter's bridge-nf-call-* hooks are off in the switch namespace
-//     (Spec.BridgeNetfilter leaves them on);
+//     (Spec.BridgeNetfilter leaves them on, if br_netfilter is loaded:
+//     Bed.BridgeNetfilterLoaded);
 //   - each sink drops every frame at its netdev ingress hook (nftables), so
 //     a delivered frame costs its sink as little as possible and the same
 //     on every path; AF_PACKET taps, such as the latency probe, still see it.
@@ -48,7 +49,9 @@ var VIP = netip.MustParseAddr("198.18.0.100")
 
 // Spec describes a testbed.
 type Spec struct {
-	// Prefix starts every namespace name; "" takes netns.UniquePrefix("dsrlbb").
+	// Prefix starts every namespace name; "" takes netns.UniquePrefix("dsrlbb"),
+	// which deletes the namespaces of runs that no longer run, after Build
+	// killed the processes left inside them.
 	Prefix string
 	// Sinks is the number of sinks (backends), at least 1.
 	Sinks int
@@ -67,6 +70,10 @@ type Bed struct {
 	LB    *labnet.Host
 	Sinks []*labnet.Host
 	Spec  Spec
+	// BridgeNetfilterLoaded reports whether br_netfilter's
+	// bridge-nf-call-* sysctls exist in the switch namespace (the module is
+	// loaded): only then does Spec.BridgeNetfilter leave any hook on.
+	BridgeNetfilterLoaded bool
 }
 
 // Build creates the testbed. On error it deletes everything it created.
@@ -75,6 +82,9 @@ func Build(spec Spec) (*Bed, error) {
 		return nil, fmt.Errorf("testbed: %d sinks, want 1..80", spec.Sinks)
 	}
 	if spec.Prefix == "" {
+		// What a killed run left running in its namespaces dies before
+		// UniquePrefix sweeps them.
+		killStale("dsrlbb")
 		spec.Prefix = netns.UniquePrefix("dsrlbb")
 	}
 	ls := labnet.Spec{
@@ -129,6 +139,8 @@ func (b *Bed) setup() error {
 		brnf = "1"
 	}
 	err := b.Net.Switch.Do(func() error {
+		_, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables")
+		b.BridgeNetfilterLoaded = err == nil
 		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
 			if err := labnet.WriteSysctl("/proc/sys/net/bridge/bridge-nf-call-"+k, brnf); err != nil {
 				return err
