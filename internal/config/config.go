@@ -304,6 +304,34 @@ func defaultConfig() *Config {
 // DefaultAdmin is the admin endpoint's default address: loopback only.
 const DefaultAdmin = "127.0.0.1:9180"
 
+// CheckAdmin reports why addr is not usable as the admin endpoint's address:
+// it must be "" (off) or host:port, the host an address, a name or empty
+// (every address), the port a number in 1..65535. Port 0 is refused: the
+// kernel would pick a port that dsrlb status and reload cannot know. The
+// host is not resolved.
+func CheckAdmin(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (use \"\" to turn the admin endpoint off)", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%q: port %q is not a number in 1..65535", addr, port)
+	}
+	return nil
+}
+
+// SetAdmin sets Admin, as the admin key would: "" (off) or host:port.
+func (c *Config) SetAdmin(addr string) error {
+	if err := CheckAdmin(addr); err != nil {
+		return err
+	}
+	c.Admin = addr
+	return nil
+}
+
 // DefaultBusyPoll is how long a worker spins on its empty ring before it
 // sleeps, unless busy_poll says otherwise.
 const DefaultBusyPoll = 200 * time.Microsecond
@@ -889,10 +917,8 @@ func (c *Config) validate(r *report) {
 	if n := c.backendCount(); n > MaxBackends {
 		r.add(topField("services"), fmt.Sprintf("%d backends over all services: at most %d", n, MaxBackends))
 	}
-	if c.Admin != "" {
-		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-			r.add(topField("admin"), fmt.Sprintf("%q is not host:port (use \"\" to turn the admin endpoint off)", c.Admin))
-		}
+	if err := CheckAdmin(c.Admin); err != nil {
+		r.add(topField("admin"), err.Error())
 	}
 	if c.DrainTimeout < 0 {
 		r.add(topField("drain_timeout"), "must not be negative, got "+c.DrainTimeout.String())

@@ -519,6 +519,26 @@ services:
 		want: []string{`flow_table: must be a mapping, got "65536" (line 1)`},
 	},
 	{
+		name: "admin port not a number",
+		in:   validYAML + "admin: \"localhost:nope\"\n",
+		want: []string{`admin: "localhost:nope": port "nope" is not a number in 1..65535 (line 8)`},
+	},
+	{
+		name: "admin port 0",
+		in:   validYAML + "admin: 127.0.0.1:0\n",
+		want: []string{`admin: "127.0.0.1:0": port "0" is not a number in 1..65535 (line 8)`},
+	},
+	{
+		name: "admin port 65536",
+		in:   validYAML + "admin: \"[::1]:65536\"\n",
+		want: []string{`admin: "[::1]:65536": port "65536" is not a number in 1..65535 (line 8)`},
+	},
+	{
+		name: "admin without port",
+		in:   validYAML + "admin: localhost\n",
+		want: []string{`admin: "localhost" is not host:port (use "" to turn the admin endpoint off) (line 8)`},
+	},
+	{
 		name: "non-scalar key",
 		in:   validYAML + "[a]: 1\n",
 		want: []string{`keys must be strings, got a list (line 8)`},
@@ -882,6 +902,24 @@ func TestFanout(t *testing.T) {
 	}
 	if err := c.SetFanout("CPU"); err == nil {
 		t.Errorf("SetFanout(CPU) took it as %q", c.Fanout)
+	}
+}
+
+func TestCheckAdmin(t *testing.T) {
+	for _, ok := range []string{"", "127.0.0.1:9180", "[::1]:1", ":65535", "localhost:9180", "admin.example:80"} {
+		var c Config
+		if err := c.SetAdmin(ok); err != nil || c.Admin != ok {
+			t.Errorf("SetAdmin(%q) = %v, Admin %q", ok, err, c.Admin)
+		}
+	}
+	for _, bad := range []string{"foo", "localhost:nope", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80", "127.0.0.1:", "::1:80"} {
+		c := Config{Admin: DefaultAdmin}
+		if err := c.SetAdmin(bad); err == nil || !strings.Contains(err.Error(), strconv.Quote(bad)) {
+			t.Errorf("SetAdmin(%q) = %v, want an error quoting it", bad, err)
+		}
+		if c.Admin != DefaultAdmin {
+			t.Errorf("SetAdmin(%q) changed Admin to %q", bad, c.Admin)
+		}
 	}
 }
 

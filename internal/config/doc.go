@@ -72,10 +72,13 @@
 //     starting with "/", a known Method and at least one Expect code; and
 //     the check passes healthcheck's own validation (Spec.Validate: a request
 //     path, a Host name or address, a DNS query name), so that a check the
-//     config accepts is one the engine can start. A backend's Health is its
-//     service's with the backend's overrides.
+//     config accepts is one the engine can start. VIP (the DSR-path check)
+//     is false with kind none: it runs beside another check, never alone. A
+//     backend's Health is its service's with the backend's overrides (a
+//     backend's kind: none turns an inherited VIP off too).
 //
-//   - Admin is "" (off) or host:port; DrainTimeout >= 0 (0: no timeout).
+//   - Admin is "" (off) or host:port with a numeric port in 1..65535 (the
+//     host is not resolved); DrainTimeout >= 0 (0: no timeout).
 //
 // A Config is a plain value. Once handed to the rest of the program it is
 // treated as immutable: nothing in this package keeps or changes it.

@@ -26,8 +26,11 @@ type Health struct {
 	TLSVerify bool
 	// Query is the name a dns check asks for (type A).
 	Query string
-	// VIP probes the service as clients reach it: to the VIP, through the
-	// backend's MAC (see healthcheck.DSRProber).
+	// VIP adds the DSR-path probe, which probes the service as clients
+	// reach it: to the VIP, through the backend's MAC (see
+	// healthcheck.DSRProber). It runs beside the kind's probe, so it needs a
+	// kind other than none. A block that sets kind: none without vip turns
+	// it off with the other checks.
 	VIP bool
 	// Interval between probes, Timeout of one probe; Rise successes bring a
 	// backend up, Fall failures take it down.
@@ -69,6 +72,11 @@ func (d *decoder) health(at func(name string) field, n *yaml.Node, base Health) 
 	}
 	if v, ok := d.str(at("health.kind"), m["kind"]); ok {
 		h.Kind = strings.ToLower(v)
+		if h.Kind == "none" && m["vip"] == nil {
+			// No checks at all: an inherited vip: true has nothing to run
+			// beside.
+			h.VIP = false
+		}
 	}
 	if v, ok := d.integer(at("health.port"), m["port"], 0, 65535); ok {
 		h.Port = uint16(v)
@@ -149,6 +157,11 @@ func validateHealth(r *report, at func(name string) field, h *Health, servicePor
 		r.add(at("health.kind"), fmt.Sprintf("%q is not a health check kind: use %s", h.Kind, strings.Join(healthKinds, ", ")))
 	}
 	if h.Kind == "none" {
+		if h.VIP {
+			// The engine starts no check for kind none, so the DSR-path
+			// probe the user asked for would never run.
+			r.add(at("health.vip"), "needs a health check kind other than none (tcp, http, https or dns): the DSR-path check runs beside that check, and the backend is up only if both pass")
+		}
 		return
 	}
 	if h.Port == 0 && servicePort == 0 {

@@ -78,12 +78,35 @@ func TestHealthConfigErrors(t *testing.T) {
 		{"      kind: http\n      path: /a b\n", `services[0].health.path: "/a b" is not a request path (line 8)`},
 		{"      kind: https\n      host: my host\n", `services[0].health.host: "my host" is not a host name or address, with an optional port (line 8)`},
 		{"      kind: dns\n      query: a..b\n", `services[0].health.query: "a..b" is not a domain name (empty or over-long label) (line 8)`},
+		// kind none starts no check, so the DSR-path probe would never run.
+		{"      kind: none\n      vip: true\n", `services[0].health.vip: needs a health check kind other than none (tcp, http, https or dns): the DSR-path check runs beside that check, and the backend is up only if both pass (line 8)`},
 	} {
 		_, err := Parse([]byte(strings.Replace(base, "%s", c.block, 1)))
 		var errs Errors
 		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Error() != c.want {
 			t.Errorf("%q:\n got %v\nwant %s", c.block, err, c.want)
 		}
+	}
+}
+
+// A backend's vip: true with kind none is refused at the backend, and a
+// backend's kind: none turns off the DSR-path check it would inherit.
+func TestHealthVIPNeedsAKind(t *testing.T) {
+	const base = "interface: eth0\nservices:\n  - name: web\n    vip: 10.0.0.100\n    port: 80\n    health: {kind: tcp, vip: true}\n    backends:\n      - address: 10.0.0.11\n        health: %s\n"
+	_, err := Parse([]byte(strings.Replace(base, "%s", "{kind: none, vip: true}", 1)))
+	want := "services[0].backends[0].health.vip: needs a health check kind other than none"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("backend {kind: none, vip: true}: %v, want %q", err, want)
+	}
+	c, err := Parse([]byte(strings.Replace(base, "%s", "{kind: none}", 1)))
+	if err != nil {
+		t.Fatalf("backend {kind: none} under a vip: true service: %v", err)
+	}
+	if h := c.Services[0].Backends[0].Health; h.Kind != "none" || h.VIP {
+		t.Errorf("backend {kind: none}: kind %q vip %v, want none without the DSR-path check", h.Kind, h.VIP)
+	}
+	if h := c.Services[0].Health; h.Kind != "tcp" || !h.VIP {
+		t.Errorf("service: kind %q vip %v, want tcp with the DSR-path check", h.Kind, h.VIP)
 	}
 }
 

@@ -32,9 +32,11 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: want %s, got %s", p.Setting, p.Want, p.Got)
 }
 
-// validateVIPs returns the VIPs without duplicates, in the order given, or an error naming
-// the first unusable one.
-func validateVIPs(vips []netip.Addr) ([]netip.Addr, error) {
+// ValidateVIPs returns the VIPs without duplicates, in the order given, or an error naming
+// the first unusable one: a VIP is a unicast address without a zone, not unspecified,
+// loopback, multicast, link-local or IPv4-mapped IPv6. Up and Check call it; a command
+// line calls it too, to tell a usage error from a failure of the host.
+func ValidateVIPs(vips []netip.Addr) ([]netip.Addr, error) {
 	if len(vips) == 0 {
 		return nil, fmt.Errorf("no VIPs given: a real server needs at least one")
 	}

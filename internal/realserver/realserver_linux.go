@@ -32,7 +32,7 @@ func DefaultStatePath() (string, error) {
 // on lo with a shorter prefix). It logs each change on log, which may be nil.
 func Up(o Options, log *slog.Logger) error {
 	log = orDiscard(log)
-	vips, err := validateVIPs(o.VIPs)
+	vips, err := ValidateVIPs(o.VIPs)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func Down(o Options, log *slog.Logger) error {
 // o.VIPs on o.Interfaces, one Problem each (see the package doc); none means ready. It
 // changes nothing. The error is for what it could not inspect, such as an unknown interface.
 func Check(o Options) ([]Problem, error) {
-	vips, err := validateVIPs(o.VIPs)
+	vips, err := ValidateVIPs(o.VIPs)
 	if err != nil {
 		return nil, err
 	}

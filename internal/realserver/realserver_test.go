@@ -43,7 +43,7 @@ func TestProblemString(t *testing.T) {
 func TestValidateVIPs(t *testing.T) {
 	a := netip.MustParseAddr("10.0.0.100")
 	b := netip.MustParseAddr("fd00::100")
-	got, err := validateVIPs([]netip.Addr{a, b, a})
+	got, err := ValidateVIPs([]netip.Addr{a, b, a})
 	if err != nil || !reflect.DeepEqual(got, []netip.Addr{a, b}) {
 		t.Fatalf("got %v, %v; want duplicates dropped, order kept", got, err)
 	}
@@ -59,8 +59,8 @@ func TestValidateVIPs(t *testing.T) {
 		{[]netip.Addr{netip.MustParseAddr("ff02::1")}, "ff02::1 is not a unicast"},
 		{[]netip.Addr{netip.MustParseAddr("fe80::1%eth0")}, "has a zone"},
 	} {
-		if _, err := validateVIPs(tc.vips); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("validateVIPs(%v) = %v, want error containing %q", tc.vips, err, tc.want)
+		if _, err := ValidateVIPs(tc.vips); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidateVIPs(%v) = %v, want error containing %q", tc.vips, err, tc.want)
 		}
 	}
 }
