@@ -612,10 +612,21 @@ func TestRunStopsAndNeverSendsAfter(t *testing.T) {
 	case <-time.After(watchdog):
 		t.Fatal("Run blocked on the event send after cancel")
 	}
-	select {
-	case ev := <-events:
-		t.Fatalf("event after Run returned: %+v", ev)
-	default:
+	// Nothing may go on once Run has returned: not the send it was blocked
+	// on (left to a goroutine of its own), not a probe (a loop left
+	// running). Nothing signals such a goroutine, so it is given a window,
+	// with the clock moving on so that any sleep it started ends: a correct
+	// Run never sends or probes, whatever the window.
+	for end := time.Now().Add(afterWindow); time.Now().Before(end); {
+		h.clock.Advance(s.Interval)
+		select {
+		case ev := <-events:
+			t.Fatalf("event after Run returned: %+v", ev)
+		case c := <-h.prober.calls:
+			c.reply <- nil
+			t.Fatal("probe after Run returned")
+		case <-time.After(afterWindow / 20):
+		}
 	}
 
 	// Cancelled while asleep.
@@ -626,5 +637,74 @@ func TestRunStopsAndNeverSendsAfter(t *testing.T) {
 	case <-h2.done:
 	case <-time.After(watchdog):
 		t.Fatal("Run did not return while asleep")
+	}
+}
+
+// afterWindow is how long a test watches for work a stopped Checker must
+// not do. A correct Checker passes whatever its length; a shorter one only
+// makes a broken Checker harder to catch on a slow machine.
+const afterWindow = 200 * time.Millisecond
+
+// countProber answers at once, passing and failing in turn, so that with
+// Rise = Fall = 1 every probe but the first changes the state. It counts the
+// calls made with a live context: those are the ones a checker started
+// while it ran.
+type countProber struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (p *countProber) Probe(ctx context.Context, t Target) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err() // started as Run returned: not a probe of a running checker
+	}
+	p.calls++
+	if p.calls%2 == 0 {
+		return errors.New("down")
+	}
+	return nil
+}
+
+func (p *countProber) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}
+
+// Once Run has returned, the checker neither probes nor sends: on the real
+// clock, probing every few milliseconds and sending an event for nearly
+// every probe, nothing more happens in many intervals after Run returned.
+func TestRunNeverProbesAfterReturn(t *testing.T) {
+	s := Spec{Kind: KindTCP, Interval: 5 * time.Millisecond, Timeout: 2 * time.Millisecond, Rise: 1, Fall: 1}
+	p := &countProber{}
+	events := make(chan Event, 100000)
+	c := NewChecker(p, s, testTarget, true, events, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	for deadline := time.Now().Add(watchdog); p.count() < 5 || len(events) < 3; {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("%d probes and %d events before the watchdog", p.count(), len(events))
+		}
+		time.Sleep(s.Interval)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(watchdog):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+	// A probe that started before the cancel has been counted: Probe
+	// counts under the lock and only with a live context.
+	probes, sent := p.count(), len(events)
+	time.Sleep(max(afterWindow, 20*s.Interval))
+	if n := p.count(); n != probes {
+		t.Errorf("%d probes after Run returned (%d before)", n-probes, probes)
+	}
+	if n := len(events); n != sent {
+		t.Errorf("%d events after Run returned (%d before)", n-sent, sent)
 	}
 }

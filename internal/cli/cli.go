@@ -60,14 +60,25 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "config":
 		return configCmd(rest, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "dsrlb", version())
-		return exitOK
+		return versionCmd(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "dsrlb: unknown command %q\n\n%s", cmd, usage)
 	return exitUsage
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "dsrlb version\n\nPrints the version (the module version and VCS revision it was built from).", stderr)
+	if code, ok := parse(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(stderr, exitUsage, "version: unexpected argument %q", fs.Arg(0))
+	}
+	fmt.Fprintln(stdout, "dsrlb", version())
+	return exitOK
 }
 
 func version() string {
@@ -84,28 +95,49 @@ func version() string {
 	return v
 }
 
-// newFlags returns a flag set that prints its usage with a synopsis and
-// reports errors instead of exiting.
+// newFlags returns a flag set that prints its usage with a synopsis (to
+// stderr, unless parse was asked for it with -h or --help) and reports errors
+// instead of exiting.
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "Usage: %s\n", synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprint(fs.Output(), "\nFlags:\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }
 
 // parse parses args; ok is false with the exit code to return when parsing
-// ended the command (an error, or --help).
-func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
+// ended the command: an error (the usage goes to the flag set's output,
+// stderr) or -h/--help (the usage goes to stdout, exit code 0).
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, where it belongs
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stderr := fs.Output()
+		fs.SetOutput(stdout)
+		fs.Usage()
+		fs.SetOutput(stderr)
+		return exitOK, false
+	case err != nil:
+		fs.Usage()
 		return exitUsage, false
 	}
 	return 0, true
+}
+
+// isHelp reports whether arg asks for a command's usage.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
 }
 
 // listFlag is a repeatable string flag.

@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/dsrlb/dsrlb/internal/lab"
@@ -25,7 +23,7 @@ deleted at the end (unless --keep).`, stderr)
 	keep := fs.Bool("keep", false, "leave the lab running and print how to explore it")
 	var lf logFlags
 	lf.register(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -46,7 +44,7 @@ deleted at the end (unless --keep).`, stderr)
 		return fail(stderr, exitFailure, "lab: find own executable: %v", err)
 	}
 	// A closed terminal (SIGHUP) tears the lab down as Ctrl-C does.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := shutdownOnSignal(log, "tearing the lab down (a forced exit may leave its namespaces behind)", os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if _, err := lab.Run(ctx, lab.Options{Binary: self, Requests: *requests, Servers: *servers, IPv6: *ipv6, Keep: *keep, Out: stdout, Log: log}); err != nil {
 		return fail(stderr, exitFailure, "lab: %v", err)

@@ -31,7 +31,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&backends, "backend", "backend, repeatable: 10.0.0.11 or 10.0.0.11,mac=02:00:00:00:00:11,weight=2 (joins every VIP of its family)")
 	var lf logFlags
 	lf.register(fs)
-	if code, ok := parse(fs, args); !ok {
+	if code, ok := parse(fs, args, stdout); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -50,7 +50,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if *adminAddr != "-" {
-			cfg.Admin = *adminAddr
+			if err := cfg.SetAdmin(*adminAddr); err != nil {
+				return fmt.Errorf("--admin: %v", err)
+			}
 		}
 		if flagSet(fs, "cpus") {
 			if err := cfg.SetCPUs(*cpus); err != nil {
@@ -95,7 +97,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if err := adjust(cfg); err != nil {
 		return fail(stderr, exitUsage, "run: %v", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdownOnSignal(log, "stopping", os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -115,7 +117,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			return admin.New(e, dp, rl, version(), log).ServeListener(ctx, ln)
 		},
 	})
-	fmt.Fprintln(stdout, summary(&st))
+	// The counters mean something only if the dataplane opened; it has a
+	// flow table (of at least one entry) per worker from then on. A start
+	// that failed before (the admin port taken, no capabilities) says so
+	// without a summary of nothing.
+	if st.FlowCapacity > 0 {
+		fmt.Fprintln(stdout, summary(&st))
+	}
 	if err != nil {
 		return fail(stderr, exitFailure, "run: %v", err)
 	}
@@ -147,17 +155,30 @@ func indent(s string) string {
 }
 
 func configCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 2 || args[0] != "check" {
-		return fail(stderr, exitUsage, "usage: dsrlb config check FILE")
+	const synopsis = "dsrlb config check FILE\n\nValidates a config file as dsrlb run --config would, without running: every problem\nwith its field path and line, exit code 2 if there is any."
+	if len(args) == 0 || args[0] != "check" {
+		if len(args) > 0 && isHelp(args[0]) {
+			fmt.Fprintf(stdout, "Usage: %s\n", synopsis)
+			return exitOK
+		}
+		return fail(stderr, exitUsage, "usage: %s", synopsis)
 	}
-	cfg, err := config.Load(args[1])
+	fs := newFlags("config check", synopsis, stderr)
+	if code, ok := parse(fs, args[1:], stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return fail(stderr, exitUsage, "usage: %s", synopsis)
+	}
+	path := fs.Arg(0)
+	cfg, err := config.Load(path)
 	if err != nil {
-		return fail(stderr, exitUsage, "%s: invalid configuration:\n%s", args[1], indent(err.Error()))
+		return fail(stderr, exitUsage, "%s: invalid configuration:\n%s", path, indent(err.Error()))
 	}
 	n := 0
 	for _, s := range cfg.Services {
 		n += len(s.Backends)
 	}
-	fmt.Fprintf(stdout, "%s: OK (%d services, %d backends, interface %s)\n", args[1], len(cfg.Services), n, cfg.Interface)
+	fmt.Fprintf(stdout, "%s: OK (%d services, %d backends, interface %s)\n", path, len(cfg.Services), n, cfg.Interface)
 	return exitOK
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/dsrlb/dsrlb/internal/realserver"
 )
 
-const serverSynopsis = `dsrlb server up|down|check --vip VIP [--vip VIP6] [--interface NIC]
+const serverSynopsis = `dsrlb server up|down|check --vip VIP [--vip VIP6] [--interface NIC] [--state FILE]
 
   up     put each VIP on lo (/32, /128 nodad) and set the ARP sysctls a DSR real
          server needs (arp_ignore=1, arp_announce=2, rp_filter not strict);
@@ -18,7 +18,7 @@ const serverSynopsis = `dsrlb server up|down|check --vip VIP [--vip VIP6] [--int
 
 func serverCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "check") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		if len(args) > 0 && isHelp(args[0]) {
 			fmt.Fprintf(stdout, "Usage: %s\n", serverSynopsis)
 			return exitOK
 		}
@@ -32,7 +32,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	state := fs.String("state", "", "state file recording what 'up' changed (default: /run/dsrlb/server-netns-<netns inode>.json)")
 	var lf logFlags
 	lf.register(fs)
-	if code, ok := parse(fs, args[1:]); !ok {
+	if code, ok := parse(fs, args[1:], stdout); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
@@ -52,6 +52,12 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(o.VIPs) == 0 && action != "down" {
 		return fail(stderr, exitUsage, "server %s: at least one --vip is required", action)
+	}
+	// down ignores the VIPs, but an unusable one is a mistake all the same.
+	if len(o.VIPs) > 0 {
+		if _, err := realserver.ValidateVIPs(o.VIPs); err != nil {
+			return fail(stderr, exitUsage, "server %s: %v", action, err)
+		}
 	}
 	switch action {
 	case "up":
