@@ -82,9 +82,8 @@ func Build(spec Spec) (*Bed, error) {
 		return nil, fmt.Errorf("testbed: %d sinks, want 1..80", spec.Sinks)
 	}
 	if spec.Prefix == "" {
-		// What a killed run left running in its namespaces dies before
-		// UniquePrefix sweeps them.
-		killStale("dsrlbb")
+		// UniquePrefix sweeps the namespaces of killed runs, killing
+		// what still runs inside them (trafgen's workers) first.
 		spec.Prefix = netns.UniquePrefix("dsrlbb")
 	}
 	ls := labnet.Spec{

@@ -22,6 +22,3 @@ func (b *Bed) PinMAC(h *labnet.Host, mac net.HardwareAddr) error {
 func (b *Bed) portCounters() (map[string]labnet.LinkStats, error) {
 	return nil, fmt.Errorf("port counters are not supported on %s", runtime.GOOS)
 }
-
-// killStale has nothing to kill on this system.
-func killStale(base string) []int { return nil }

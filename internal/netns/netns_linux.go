@@ -6,6 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
@@ -44,22 +47,83 @@ func New(name string) (*NS, error) {
 }
 
 // SweepStale deletes the namespaces named from UniquePrefix(base) by a
-// process that no longer runs, and returns their names. Errors are left to
-// the next sweep: a namespace that cannot be deleted now is still there.
+// process that no longer runs, and returns their names. A process still
+// inside one is killed first (SIGKILL): something the dead process left
+// running there (trafgen's forked workers, which no parent-death signal
+// reaches; a lab's servers) would go on running, and sending, once the name
+// is gone. Errors are left to the next sweep: a namespace that cannot be
+// deleted now is still there.
 func SweepStale(base string) []string {
 	entries, err := os.ReadDir(bindDir)
 	if err != nil {
 		return nil
 	}
-	var gone []string
+	var names []string
 	for _, e := range entries {
 		if stale(e.Name(), base) {
-			if err := vns.DeleteNamed(e.Name()); err == nil {
-				gone = append(gone, e.Name())
-			}
+			names = append(names, e.Name())
+		}
+	}
+	killInside(names)
+	var gone []string
+	for _, name := range names {
+		if err := vns.DeleteNamed(name); err == nil {
+			gone = append(gone, name)
 		}
 	}
 	return gone
+}
+
+// killInside kills every process but this one whose network namespace is
+// one of the named ones (its /proc/PID/ns/net has the nsfs inode that
+// bindDir/NAME holds), and returns their IDs.
+func killInside(names []string) []int {
+	self, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return nil
+	}
+	nsfs := self.Sys().(*syscall.Stat_t).Dev
+	inodes := map[uint64]bool{}
+	for _, name := range names {
+		// Only a mounted namespace: an empty file left in bindDir has an
+		// inode of another file system.
+		if fi, err := os.Stat(bindDir + "/" + name); err == nil && fi.Sys().(*syscall.Stat_t).Dev == nsfs {
+			inodes[fi.Sys().(*syscall.Stat_t).Ino] = true
+		}
+	}
+	if len(inodes) == 0 {
+		return nil
+	}
+	var killed []int
+	for pid, ino := range netNamespaces("/proc") {
+		if inodes[ino] && pid != os.Getpid() && unix.Kill(pid, unix.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	return killed
+}
+
+// netNamespaces maps the processes under proc (a /proc) to the inode of
+// their network namespace, read from the ns/net link ("net:[INODE]").
+func netNamespaces(proc string) map[int]uint64 {
+	ents, _ := os.ReadDir(proc)
+	m := make(map[int]uint64, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		link, err := os.Readlink(proc + "/" + e.Name() + "/ns/net")
+		if err != nil {
+			continue // gone meanwhile, or a kernel thread we may not look at
+		}
+		s, ok := strings.CutPrefix(link, "net:[")
+		s, ok2 := strings.CutSuffix(s, "]")
+		if ino, err := strconv.ParseUint(s, 10, 64); ok && ok2 && err == nil {
+			m[pid] = ino
+		}
+	}
+	return m
 }
 
 // processRuns reports whether process pid exists (signal 0 probes it).
