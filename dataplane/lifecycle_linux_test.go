@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/dsrlb/dsrlb/balancer"
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
@@ -228,15 +227,7 @@ func TestResponderAnswersUnicastNS(t *testing.T) {
 	}
 	rx := p.receiver(t)
 	asker := [6]byte(p.b.Attrs().HardwareAddr)
-	eth := &layers.Ethernet{SrcMAC: asker[:], DstMAC: p.a.Attrs().HardwareAddr, EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: client6.AsSlice(), DstIP: vip6.AsSlice()}
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
-	icmp.SetNetworkLayerForChecksum(ip)
-	ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: vip6.AsSlice(), Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: asker[:]}}}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, ns); err != nil {
-		t.Fatal(err)
-	}
+	buf := solicitation(t, asker, p.a.Attrs().HardwareAddr, vip6.AsSlice())
 	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
 	unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	frame := make([]byte, 2048)

@@ -30,11 +30,12 @@ func TestARPReply(t *testing.T) {
 	}
 }
 
-func TestNeighborAdvertisement(t *testing.T) {
-	asker := [6]byte{2, 0, 0, 0, 0, 2}
-	// A solicitation built by gopacket.
-	eth := &layers.Ethernet{SrcMAC: asker[:], DstMAC: net.HardwareAddr{0x33, 0x33, 0xff, 0, 1, 0}, EthernetType: layers.EthernetTypeIPv6}
-	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: client6.AsSlice(), DstIP: net.ParseIP("ff02::1:ff00:100")}
+// solicitation builds, with gopacket, a neighbour solicitation for vip6
+// from client6 at asker, sent to dstMAC and dst.
+func solicitation(t *testing.T, asker [6]byte, dstMAC net.HardwareAddr, dst net.IP) gopacket.SerializeBuffer {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: asker[:], DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: client6.AsSlice(), DstIP: dst}
 	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
 	icmp.SetNetworkLayerForChecksum(ip)
 	ns := &layers.ICMPv6NeighborSolicitation{TargetAddress: vip6.AsSlice(), Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: asker[:]}}}
@@ -42,6 +43,12 @@ func TestNeighborAdvertisement(t *testing.T) {
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, icmp, ns); err != nil {
 		t.Fatal(err)
 	}
+	return buf
+}
+
+func TestNeighborAdvertisement(t *testing.T) {
+	asker := [6]byte{2, 0, 0, 0, 0, 2}
+	buf := solicitation(t, asker, net.HardwareAddr{0x33, 0x33, 0xff, 0, 1, 0}, net.ParseIP("ff02::1:ff00:100"))
 	got, ok := parseNS(buf.Bytes())
 	if !ok || got.target != vip6 || got.src != client6 {
 		t.Fatalf("parse: %+v %v", got, ok)

@@ -116,6 +116,22 @@ func TestHealthFlapDoesNotThrash(t *testing.T) {
 	}
 }
 
+// downs counts the backends of e's first service that its status calls down.
+func downs(t *testing.T, e *Engine) int {
+	t.Helper()
+	st, err := e.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range st.Services[0].Backends {
+		if b.State == "down" {
+			n++
+		}
+	}
+	return n
+}
+
 // When every backend is down the service keeps them all (fail open).
 func TestHealthAllDownFailsOpen(t *testing.T) {
 	e, sp, dp := checkedEngine(t)
@@ -127,17 +143,7 @@ func TestHealthAllDownFailsOpen(t *testing.T) {
 		select {
 		case tab := <-dp.tables:
 			if len(tab.Services()[0].Backends()) == 3 {
-				st, err := e.Status(context.Background())
-				if err != nil {
-					t.Fatal(err)
-				}
-				downs := 0
-				for _, b := range st.Services[0].Backends {
-					if b.State == "down" {
-						downs++
-					}
-				}
-				if downs == 3 {
+				if downs(t, e) == 3 {
 					return // all down, all kept
 				}
 			}
@@ -172,17 +178,7 @@ func TestHealthDownBesideDrainedFailsOpen(t *testing.T) {
 			if w := s.Backend(i).Weight; w != 0 {
 				t.Fatalf("drained .11 has weight %d in the fail-open table", w)
 			}
-			st, err := e.Status(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			downs := 0
-			for _, b := range st.Services[0].Backends {
-				if b.State == "down" {
-					downs++
-				}
-			}
-			if downs == 2 {
+			if downs(t, e) == 2 {
 				return
 			}
 		case <-deadline:
