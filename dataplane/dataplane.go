@@ -289,15 +289,22 @@ func checkSlots(t *balancer.Table) error {
 	return nil
 }
 
-// BackendStats returns the traffic counted for backend counter slot s
-// (balancer.Backend.Slot), summed over workers; nothing for a slot beyond
-// MaxBackendSlots, which no table can hold.
-func (d *Dataplane) BackendStats(s uint16) (packets, bytes, newFlows uint64) {
+// BackendStats returns the traffic counted for the backend with counter
+// slot s and epoch (balancer.Backend.Slot, SlotEpoch), summed over the
+// workers that count the slot for it: a worker that has not yet had a table
+// with that backend (a new one not yet resolved, or an idle worker between
+// two wake-ups) still holds the slot's last owner's counts, which are not
+// this backend's. Nothing for a slot beyond MaxBackendSlots, which no table
+// can hold.
+func (d *Dataplane) BackendStats(s uint16, epoch uint32) (packets, bytes, newFlows uint64) {
 	if s >= MaxBackendSlots {
 		return 0, 0, 0
 	}
 	for _, w := range d.workers {
 		b := &w.pub.backends[s]
+		if b.Epoch.Load() != epoch {
+			continue // loaded first: the counts stored before it are at least as new
+		}
 		packets += b.Packets.Load()
 		bytes += b.Bytes.Load()
 		newFlows += b.NewFlows.Load()

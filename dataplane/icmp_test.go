@@ -119,7 +119,7 @@ func TestSlotBeyondCounters(t *testing.T) {
 		t.Fatalf("checkSlots: %v", err)
 	}
 	d := &Dataplane{workers: []*Worker{NewWorker(lbMAC, 64, 1e12)}}
-	if p, b, f := d.BackendStats(MaxBackendSlots); p|b|f != 0 {
+	if p, b, f := d.BackendStats(MaxBackendSlots, 0); p|b|f != 0 {
 		t.Fatalf("BackendStats(%d) = %d %d %d", MaxBackendSlots, p, b, f)
 	}
 }
@@ -199,6 +199,15 @@ func TestReusedSlotStartsAtZero(t *testing.T) {
 	if got := w.pub.backends[5].Packets.Load(); got != 11 {
 		t.Fatalf("slot 5 after a table keeping its backend: %d packets, want 11", got)
 	}
+	// The slot's new backend (epoch 2), before the worker has a table with
+	// it, reads as nothing; the old one (epoch 1) still reads its counts.
+	d := &Dataplane{workers: []*Worker{w}}
+	if p, _, _ := d.BackendStats(5, 2); p != 0 {
+		t.Fatalf("slot 5's next backend, in no table yet: %d packets, want 0 (the last owner's are not its)", p)
+	}
+	if p, _, _ := d.BackendStats(5, 1); p != 11 {
+		t.Fatalf("slot 5's backend: %d packets, want 11", p)
+	}
 	reused := mk([6]byte{2, 0, 0, 0, 0, 0x12}, 2)
 	f := buildFrame(t, client4, vip4, layers.IPProtocolTCP, 12, 80, nil)
 	w.Handle(f, reused, 3)
@@ -206,5 +215,11 @@ func TestReusedSlotStartsAtZero(t *testing.T) {
 	b := &w.pub.backends[5]
 	if b.Packets.Load() != 1 || b.Bytes.Load() != uint64(len(f)) || b.NewFlows.Load() != 1 {
 		t.Fatalf("slot 5 given to another backend: %d packets, %d bytes, %d flows; want 1, %d, 1", b.Packets.Load(), b.Bytes.Load(), b.NewFlows.Load(), len(f))
+	}
+	if p, _, _ := d.BackendStats(5, 2); p != 1 {
+		t.Fatalf("slot 5's new backend, once in a table: %d packets, want 1", p)
+	}
+	if p, _, _ := d.BackendStats(5, 1); p != 0 {
+		t.Fatalf("slot 5's old backend after the slot moved on: %d packets, want 0", p)
 	}
 }

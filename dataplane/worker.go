@@ -86,9 +86,13 @@ type published struct {
 	_          [64]byte // keep workers' counters on separate cache lines
 }
 
-// BackendCounters are the traffic counters of one backend counter slot.
+// BackendCounters are the traffic counters of one backend counter slot, and
+// the epoch (balancer.Backend.SlotEpoch) of the backend they count: a slot
+// handed to a new backend counts for it only once the worker has a table
+// with it, and until then its old counts are the old backend's.
 type BackendCounters struct {
 	Packets, Bytes, NewFlows atomic.Uint64
+	Epoch                    atomic.Uint32 // stored after the counts
 }
 
 // Worker makes the forwarding decision for frames. It owns a flow table and
@@ -518,6 +522,7 @@ func (w *Worker) publish() {
 		b.Packets.Store(w.c.backendPkts[s])
 		b.Bytes.Store(w.c.backendBytes[s])
 		b.NewFlows.Store(w.c.backendFlows[s])
+		b.Epoch.Store(w.c.slotEpoch[s])
 		w.c.dirty[s] = false
 	}
 	w.c.dirtySlots = w.c.dirtySlots[:0]

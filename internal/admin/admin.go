@@ -29,7 +29,7 @@ type Source interface {
 // Counters reads the dataplane's counters.
 type Counters interface {
 	WorkerStats() []dataplane.Stats
-	BackendStats(slot uint16) (packets, bytes, newFlows uint64)
+	BackendStats(slot uint16, epoch uint32) (packets, bytes, newFlows uint64)
 }
 
 // Reloader re-reads the configuration and applies it.
@@ -154,7 +154,7 @@ func (s *Server) sampleRates(ctx context.Context) {
 			s.mu.Lock()
 			for _, svc := range st.Services {
 				for _, b := range svc.Backends {
-					p, _, _ := s.counters.BackendStats(b.Slot)
+					p, _, _ := s.counters.BackendStats(b.Slot, b.SlotEpoch)
 					prev, ok := s.last[b.Slot]
 					smp := sample{at: now, packets: p}
 					if ok && p >= prev.packets {
@@ -189,7 +189,7 @@ func (s *Server) Snapshot(ctx context.Context) (*Status, error) {
 		ss := ServiceStatus{ServiceStatus: svc}
 		for _, b := range svc.Backends {
 			bs := BackendStatus{BackendStatus: b}
-			bs.Packets, bs.Bytes, bs.NewFlows = s.counters.BackendStats(b.Slot)
+			bs.Packets, bs.Bytes, bs.NewFlows = s.counters.BackendStats(b.Slot, b.SlotEpoch)
 			bs.PPS = s.last[b.Slot].pps
 			ss.Backends = append(ss.Backends, bs)
 		}

@@ -51,7 +51,7 @@ func (fakeCounters) WorkerStats() []dataplane.Stats {
 	return []dataplane.Stats{s, tracking}
 }
 
-func (fakeCounters) BackendStats(slot uint16) (uint64, uint64, uint64) {
+func (fakeCounters) BackendStats(slot uint16, epoch uint32) (uint64, uint64, uint64) {
 	return 10 + uint64(slot), 1000, 3
 }
 

@@ -297,6 +297,7 @@ type BackendStatus struct {
 	Slots        int           `json:"slots"` // Maglev slots held
 	Share        float64       `json:"share"` // of the table's slots
 	Slot         uint16        `json:"counter_slot"`
+	SlotEpoch    uint32        `json:"-"` // which of the slot's backends this is (dataplane.BackendStats)
 	CheckLatency time.Duration `json:"check_latency_ns"`
 	LastError    string        `json:"last_check_error,omitempty"`
 }
@@ -329,7 +330,7 @@ func (e *Engine) status() Status {
 			b := &s.Backends[i]
 			bst := e.backends[backendKey{s.Name, b.Address}]
 			bs := BackendStatus{Address: b.Address.String(), Weight: b.Weight, Reason: bst.reason, Since: bst.since,
-				Slots: slots[b.Address], Slot: bst.slot, Healthy: bst.healthy}
+				Slots: slots[b.Address], Slot: bst.slot, SlotEpoch: bst.epoch, Healthy: bst.healthy}
 			if m, ok := e.mac(b); ok {
 				bs.MAC = net.HardwareAddr(m[:]).String()
 			}
