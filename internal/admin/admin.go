@@ -98,11 +98,29 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("POST /reload", s.handleReload)
 	mux.HandleFunc("POST /backends/{service}/{addr}/{action}", s.handleBackend)
+	var h http.Handler = mux
+	h = noBody(h)
 	// A web page in a browser on the balancer can send a POST to it: the
 	// cross-origin protection refuses requests a browser marks as coming
 	// from another site (Sec-Fetch-Site, Origin). dsrlb's own client and
 	// curl send neither header and pass.
-	return http.NewCrossOriginProtection().Handler(mux)
+	return http.NewCrossOriginProtection().Handler(h)
+}
+
+// noBody refuses a request with a body: no endpoint reads one, and a body
+// announced but not sent would hold the connection (the server waits to
+// discard it before it answers).
+func noBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			// Closing answers at once: on a connection kept open the
+			// server would first read the body, to discard it.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request bodies are not accepted", http.StatusRequestEntityTooLarge)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ServeListener serves on ln until ctx is done. On a loopback address it
@@ -113,17 +131,31 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
 		h = loopbackHostOnly(h)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	// Every phase of a request is bounded: a client that stalls (a slow
+	// header, an idle keep-alive connection, a reader that stops reading)
+	// holds a connection and a goroutine only so long.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	shut := make(chan struct{})
 	go func() {
+		defer close(shut)
 		<-ctx.Done()
+		// Requests under way get 2 s to finish; then their connections
+		// are closed.
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
 	}()
 	go s.sampleRates(ctx)
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err := srv.Serve(ln)
+	if !errors.Is(err, http.ErrServerClosed) {
+		srv.Close() // Serve failed: nothing more to wait for
 		return fmt.Errorf("admin endpoint: %w", err)
 	}
+	<-shut
 	return nil
 }
 
@@ -216,8 +248,12 @@ func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary, err := s.reload(r.Context())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+	switch {
+	case errors.Is(err, engine.ErrStopped) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable) // the balancer is stopping
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity) // refused: the running configuration stays
 		return
 	}
 	fmt.Fprintln(w, summary)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -196,5 +197,31 @@ func TestAdminRefusesBrowserAttacks(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET /status with Host %s: %s, want 200", host, resp.Status)
 		}
+	}
+}
+
+// A request with a body is refused before it acts, and at once, even when
+// the body it announces never comes (the server would wait to discard it).
+func TestRequestBodyRefused(t *testing.T) {
+	src := &fakeSource{drained: map[string]bool{}}
+	srv := httptest.NewServer(New(src, fakeCounters{}, nil, "v-test", nil).Handler())
+	defer srv.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /backends/web/198.18.0.12/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second)) // the body would be read for ReadTimeout (10 s) first
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a request whose body never came: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("status %d, want %d", resp.StatusCode, http.StatusRequestEntityTooLarge)
+	}
+	if len(src.drained) != 0 {
+		t.Errorf("a request with a body acted: %v", src.drained)
 	}
 }

@@ -38,6 +38,9 @@ const maxSlots = dataplane.MaxBackendSlots
 // backend.
 var ErrNotFound = errors.New("not found")
 
+// ErrStopped is what a request to an engine whose Run has returned gets.
+var ErrStopped = errors.New("the engine has stopped")
+
 // Engine owns the control state. Create it with New, build the first table
 // with Initial, then Run it. Every other method is a message to Run's
 // goroutine and may be called from any goroutine while Run runs.
@@ -50,8 +53,9 @@ type Engine struct {
 	newProber func(healthcheck.Spec, healthcheck.DSRProber) (healthcheck.Prober, error)
 	started   time.Time
 
-	reqs   chan func()
-	events chan keyedEvent
+	reqs    chan func()
+	stopped chan struct{} // closed when Run returns
+	events  chan keyedEvent
 	// table is the last table published (or built by Initial); read by
 	// Table() from any goroutine.
 	table atomic.Pointer[balancer.Table]
@@ -117,7 +121,7 @@ func New(cfg *config.Config, r Resolver, dsr healthcheck.DSRProber, log *slog.Lo
 	}
 	e := &Engine{
 		log: log, resolver: r, dsr: dsr, newProber: healthcheck.NewProber, started: time.Now(),
-		reqs: make(chan func()), events: make(chan keyedEvent, 64),
+		reqs: make(chan func()), stopped: make(chan struct{}), events: make(chan keyedEvent, 64),
 		cfg: cfg, macs: map[netip.Addr][6]byte{}, missing: map[netip.Addr]bool{},
 		idle: map[string]bool{}, backends: map[backendKey]*backendState{},
 	}
@@ -165,6 +169,7 @@ func (e *Engine) Initial(ctx context.Context, wait time.Duration) (*balancer.Tab
 // actions, publishing a new table to dp whenever the result changes.
 func (e *Engine) Run(ctx context.Context, dp Dataplane) error {
 	e.dp, e.ctx = dp, ctx
+	defer close(e.stopped)
 	defer e.stopChecks()
 	e.syncChecks()
 	e.refresh = time.NewTicker(refreshEvery(e.cfg))
@@ -212,13 +217,15 @@ func refreshEvery(cfg *config.Config) time.Duration {
 }
 
 // do runs f on Run's goroutine and waits for it; ctx's error if Run does not
-// take it before ctx is done.
+// take it before ctx is done, ErrStopped if Run has returned.
 func (e *Engine) do(ctx context.Context, f func()) error {
 	done := make(chan struct{})
 	select {
 	case e.reqs <- func() { f(); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-e.stopped:
+		return ErrStopped
 	}
 	<-done
 	return nil

@@ -168,3 +168,25 @@ func TestResolverErrorLoggedOnce(t *testing.T) {
 		t.Fatalf("the resolver's error was logged %d times over 6 lookups; want once:\n%s", n, logs.String())
 	}
 }
+
+// A request to an engine whose Run has returned fails at once instead of
+// waiting for a loop that is gone.
+func TestRequestAfterRun(t *testing.T) {
+	e := New(testConfig(), &fakeResolver{macs: map[netip.Addr][6]byte{}}, nil, nil)
+	if _, err := e.Initial(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx, &fakeDataplane{tables: make(chan *balancer.Table, 10)}); close(done) }()
+	if _, err := e.Status(context.Background()); err != nil {
+		t.Fatalf("while running: %v", err)
+	}
+	cancel()
+	<-done
+	wait, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	if _, err := e.Status(wait); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Status after Run returned: %v, want ErrStopped", err)
+	}
+}

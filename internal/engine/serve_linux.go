@@ -133,10 +133,14 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		}()
 	}
 	if adminLn != nil {
+		adminReload := reload
+		if o.ConfigPath == "" {
+			adminReload = nil // the admin endpoint says there is nothing to reload
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := o.Admin(ectx, adminLn, e, dp, reload); err != nil {
+			if err := o.Admin(ectx, adminLn, e, dp, adminReload); err != nil {
 				log.Error("admin endpoint stopped", "err", err)
 			}
 		}()
