@@ -65,6 +65,7 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 			st.check.stop()
 		}
 	}
+	e.forgetRemoved()
 	if e.refresh != nil && refreshEvery(cfg) != refreshEvery(old) {
 		e.refresh.Reset(refreshEvery(cfg))
 	}
@@ -74,6 +75,29 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 	}
 	e.log.Info("configuration reloaded", "changes", summary)
 	return summary, nil
+}
+
+// forgetRemoved drops what the engine remembers of backend addresses and
+// services the configuration no longer has: one added again later starts
+// unresolved (the kernel may know another MAC for its address by then, or
+// none) and is logged again as missing or idle.
+func (e *Engine) forgetRemoved() {
+	addrs := e.backendAddrs()
+	for a := range e.macs {
+		if _, ok := slices.BinarySearchFunc(addrs, a, netip.Addr.Compare); !ok {
+			delete(e.macs, a)
+		}
+	}
+	for a := range e.missing {
+		if _, ok := slices.BinarySearchFunc(addrs, a, netip.Addr.Compare); !ok {
+			delete(e.missing, a)
+		}
+	}
+	for name := range e.idle {
+		if !slices.ContainsFunc(e.cfg.Services, func(s config.Service) bool { return s.Name == name }) {
+			delete(e.idle, name)
+		}
+	}
 }
 
 // keepRestartFields gives cfg old's values of the fields that only a restart

@@ -321,3 +321,26 @@ func TestStatusUnresolvedAndDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A backend removed by a reload and added again by another starts
+// unresolved: the MAC it had before is forgotten with it (the kernel may
+// know another for its address by then, or none).
+func TestReaddedBackendStartsUnresolved(t *testing.T) {
+	dp := &fakeDataplane{tables: make(chan *balancer.Table, 10)}
+	r := &fakeResolver{macs: map[netip.Addr][6]byte{b11: {2, 0, 0, 0, 0, 0x11}, b12: {2, 0, 0, 0, 0, 0x12}}}
+	e := runEngine(t, testConfig(), r, nil, dp)
+	without := testConfig()
+	without.Services[0].Backends = slices.Delete(without.Services[0].Backends, 1, 2) // .12
+	if _, err := e.Reload(context.Background(), without); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	delete(r.macs, b12) // the kernel forgets it
+	r.mu.Unlock()
+	if _, err := e.Reload(context.Background(), testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if s := stateOf(t, e, "web", b12); s != "unresolved" {
+		t.Fatalf("re-added .12, which the kernel no longer knows: %s, want unresolved", s)
+	}
+}
