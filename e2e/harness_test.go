@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,10 +121,23 @@ func (l *dsrLab) close() {
 	}
 }
 
-// dsrlb runs the binary inside h's namespace and returns its output.
+// dsrlb runs the binary inside h's namespace and returns its output. A
+// `server` command that names no --state gets h's state file in the test's
+// directory, never one in /run/dsrlb: the namespace dies with the lab, and
+// the file with the directory.
 func (l *dsrLab) dsrlb(h *labnet.Host, args ...string) (string, error) {
+	if len(args) > 0 && args[0] == "server" && !slices.ContainsFunc(args, func(a string) bool {
+		return a == "--state" || a == "-state" || strings.HasPrefix(a, "--state=") || strings.HasPrefix(a, "-state=")
+	}) {
+		args = append(slices.Clip(args), "--state", l.statePath(h))
+	}
 	out, err := h.NS.Command(dsrlbBin, args...).CombinedOutput()
 	return string(out), err
+}
+
+// statePath is where `dsrlb server` on h records what up changed.
+func (l *dsrLab) statePath(h *labnet.Host) string {
+	return filepath.Join(l.dir, "server-state-"+h.Name+".json")
 }
 
 func (l *dsrLab) prepareServer(h *labnet.Host) {

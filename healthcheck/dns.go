@@ -12,9 +12,10 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// dnsProber asks one question over UDP. An answer counts when its ID, QR bit
-// and question match ours; NOERROR and NXDOMAIN pass (both are answers from
-// the server's data: the server works), every other RCODE fails. Other
+// dnsProber asks one question over UDP. An answer counts when its ID, QR bit,
+// opcode (QUERY) and question match ours; NOERROR and NXDOMAIN pass (both
+// are answers from the server's data: the server works), every other RCODE
+// fails. An error answer without a question section counts too. Other
 // datagrams on the socket are ignored until the timeout.
 type dnsProber struct {
 	spec Spec
@@ -83,18 +84,23 @@ func (p *dnsProber) query(id uint16) ([]byte, error) {
 	return b.Finish()
 }
 
-// matchAnswer returns the RCODE of msg if it answers our question id about
-// name. An answer without a question section (some servers send FORMERR
-// that way) matches on the ID alone.
+// opQuery is the standard query opcode (RFC 1035 4.1.1).
+const opQuery dnsmessage.OpCode = 0
+
+// matchAnswer returns the RCODE of msg if it is a response to our standard
+// query id about name. A response without a question section (some servers
+// send FORMERR or REFUSED that way) matches on the ID alone, but only with
+// an error RCODE: a question-less NOERROR or NXDOMAIN answers nothing we
+// asked, so it must not pass the check.
 func matchAnswer(msg []byte, id uint16, name dnsmessage.Name) (dnsmessage.RCode, bool) {
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
-	if err != nil || h.ID != id || !h.Response {
+	if err != nil || h.ID != id || !h.Response || h.OpCode != opQuery {
 		return 0, false
 	}
 	q, err := p.Question()
 	if err == dnsmessage.ErrSectionDone {
-		return h.RCode, true
+		return h.RCode, h.RCode != dnsmessage.RCodeSuccess && h.RCode != dnsmessage.RCodeNameError
 	}
 	if err != nil || q.Type != dnsmessage.TypeA || q.Class != dnsmessage.ClassINET ||
 		!strings.EqualFold(q.Name.String(), name.String()) {

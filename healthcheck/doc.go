@@ -58,6 +58,16 @@
 //     ARP for VIP 10.0.0.100 (arp_ignore/arp_announce not set: run dsrlb
 //     server up)". Only silence proves the setting, so a passing IPv4 DSR
 //     probe listens for the whole Timeout; LastLatency then says Timeout.
+//     While it listens, an ARP request from the backend's MAC with the VIP
+//     as its sender address fails the probe too: the server resolves a
+//     neighbour for a reply sent from the VIP and, arp_announce not being
+//     2, tells the whole segment the VIP is at its MAC: down, "server sends
+//     ARP requests from VIP 10.0.0.100 (arp_announce is not 2: run dsrlb
+//     server up)". This is caught only if the server ARPs during a probe,
+//     as it does when the SYN-ACK leaves and it has no neighbour entry for
+//     the balancer's address; a server that already knows the balancer's
+//     MAC stays silent whatever its arp_announce, so a passing probe proves
+//     arp_ignore, not arp_announce.
 //   - Neighbour probe (IPv6). The same for IPv6: a neighbour solicitation
 //     for the VIP (to its solicited-node group, with our link-layer
 //     address), unicast to the backend's MAC. Linux answers one on a NIC
@@ -65,13 +75,18 @@
 //     answer means the VIP sits on the NIC and the server claims it on the
 //     segment: down, "server answers neighbour solicitations for VIP
 //     2001:db8::100 (is the VIP on its NIC instead of lo? run dsrlb server
-//     up)". A passing IPv6 probe too listens for the whole Timeout.
+//     up)". A passing IPv6 probe too listens for the whole Timeout. There
+//     is no IPv6 counterpart of arp_announce to catch: Linux sends a
+//     neighbour solicitation from the packet's source address only when
+//     that address is on the soliciting interface, so with the VIP on lo
+//     it solicits from the NIC's own address.
 //
 // Replies are told apart by (VIP, port, our source port) and must
-// acknowledge our random initial sequence number, ARP answers by (VIP,
-// MAC), so the probes of any number of backends share one set of sockets
-// and run concurrently. The sockets' BPF filters pass only TCP segments
-// with ACK and SYN or RST to a probe port, and ARP replies, so the copies of
+// acknowledge our random initial sequence number, ARP frames and neighbour
+// advertisements by (VIP, MAC), so the probes of any number of backends
+// share one set of sockets and run concurrently. The sockets' BPF filters
+// pass only TCP segments with ACK and SYN or RST to a probe port, IPv4 ARP
+// requests and replies, and neighbour advertisements, so the copies of
 // client traffic the kernel would otherwise queue to them stay few.
 //
 // What the balancer box needs, and why:

@@ -78,7 +78,20 @@ type neighKey struct {
 	mac [6]byte
 }
 
-type neighWait struct{ c chan struct{} }
+// neighAnswer is what a neighbour frame from a probed backend shows.
+type neighAnswer uint8
+
+const (
+	// neighReply is an ARP reply or a neighbour advertisement for the VIP:
+	// the server claims the VIP on the segment.
+	neighReply neighAnswer = iota + 1
+	// neighRequest is an ARP request with the VIP as its sender address:
+	// the server announces the VIP to whoever hears it (broadcast, so every
+	// host on the segment), arp_announce not being 2.
+	neighRequest
+)
+
+type neighWait struct{ c chan neighAnswer } // buffered: deliver never blocks; the first answer counts
 
 func newPacketDSRProber(l dsrLink) *PacketDSRProber {
 	return &PacketDSRProber{link: l, syns: map[synKey]*synWait{}, neighs: map[neighKey]map[*neighWait]struct{}{}}
@@ -104,10 +117,14 @@ func dsrName(vip netip.Addr, port uint16, mac [6]byte) string {
 
 // ProbeDSR sends a TCP SYN for vip:port to mac, and an ARP request (IPv4)
 // or a neighbour solicitation (IPv6) for vip unicast to mac. It fails on a
-// RST, on a neighbour answer from mac, and on no SYN-ACK from mac by the
-// time ctx is done (after DefaultTimeout if ctx has no deadline). A SYN-ACK
-// is answered with a RST. A passing probe listens until ctx is done, since
-// only silence shows the server's neighbour settings are right.
+// RST, on a neighbour answer from mac, on an ARP request from mac with vip
+// as its sender, and on no SYN-ACK from mac by the time ctx is done (after
+// DefaultTimeout if ctx has no deadline). A SYN-ACK is answered with a RST.
+// A passing probe listens until ctx is done, since only silence shows the
+// server does not answer for the VIP. An ARP request from the VIP shows only
+// if the server happens to send one while the probe listens (as it does to
+// resolve our address when it has no entry for it), so passing does not
+// prove arp_announce.
 func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uint16, mac [6]byte) error {
 	vip = vip.Unmap()
 	what := dsrName(vip, port, mac)
@@ -169,9 +186,15 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 		p.link.send(tcpFrame(nil, mac, ours, src, vip, w.key.lport, port, w.iss+1, 0, tcpRST))
 		return nil
 	}
-	neighKeyed := fmt.Errorf("%s: server answers ARP for VIP %s (arp_ignore/arp_announce not set: run dsrlb server up)", what, vip)
-	if vip.Is6() {
-		neighKeyed = fmt.Errorf("%s: server answers neighbour solicitations for VIP %s (is the VIP on its NIC instead of lo? run dsrlb server up)", what, vip)
+	// neighFailure is the reason for a neighbour frame from the backend.
+	neighFailure := func(a neighAnswer) error {
+		switch {
+		case vip.Is6():
+			return fmt.Errorf("%s: server answers neighbour solicitations for VIP %s (is the VIP on its NIC instead of lo? run dsrlb server up)", what, vip)
+		case a == neighRequest:
+			return fmt.Errorf("%s: server sends ARP requests from VIP %s (arp_announce is not 2: run dsrlb server up)", what, vip)
+		}
+		return fmt.Errorf("%s: server answers ARP for VIP %s (arp_ignore/arp_announce not set: run dsrlb server up)", what, vip)
 	}
 	for {
 		select {
@@ -179,14 +202,14 @@ func (p *PacketDSRProber) ProbeDSR(ctx context.Context, vip netip.Addr, port uin
 			if err := answer(a); err != nil {
 				return err
 			}
-		case <-neighc:
-			return neighKeyed
+		case a := <-neighc:
+			return neighFailure(a)
 		case <-done:
 			// Answers that came in with the deadline still count, an ARP
 			// answer first.
 			select {
-			case <-neighc:
-				return neighKeyed
+			case a := <-neighc:
+				return neighFailure(a)
 			default:
 			}
 			select {
@@ -238,7 +261,7 @@ func (p *PacketDSRProber) addNeigh(vip netip.Addr, mac [6]byte) *neighWait {
 	if p.neighs[k] == nil {
 		p.neighs[k] = map[*neighWait]struct{}{}
 	}
-	w := &neighWait{c: make(chan struct{}, 1)}
+	w := &neighWait{c: make(chan neighAnswer, 1)}
 	p.neighs[k][w] = struct{}{}
 	return w
 }
@@ -256,10 +279,11 @@ func (p *PacketDSRProber) removeNeigh(vip netip.Addr, mac [6]byte, w *neighWait)
 // deliver hands a received frame to the probe waiting for it, if any. A
 // TCP answer must come from the probed VIP and port and from the probed
 // backend's MAC, to our address and source port, and acknowledge our SYN; an
-// ARP reply must say that the probed MAC has the VIP. Everything else is
-// ignored. (An answer from another MAC is another server's: a backend with
-// IP forwarding on and no VIP on lo sends the SYN back to the balancer,
-// which balances it to a backend that answers.)
+// ARP reply or request must have the probed MAC and the VIP as its sender,
+// a neighbour advertisement come from the probed MAC for the VIP.
+// Everything else is ignored. (An answer from another MAC is another
+// server's: a backend with IP forwarding on and no VIP on lo sends the SYN
+// back to the balancer, which balances it to a backend that answers.)
 func (p *PacketDSRProber) deliver(frame []byte) {
 	if r, ok := parseTCP(frame); ok {
 		p.mu.Lock()
@@ -283,16 +307,17 @@ func (p *PacketDSRProber) deliver(frame []byte) {
 		}
 		return
 	}
-	r, ok := parseARPReply(frame)
+	r, a, ok := parseARP(frame)
 	if !ok {
 		r, ok = parseNA(frame)
+		a = neighReply
 	}
 	if ok {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for w := range p.neighs[r] {
 			select {
-			case w.c <- struct{}{}:
+			case w.c <- a:
 			default:
 			}
 		}
@@ -479,17 +504,32 @@ func parseTCP(f []byte) (tcpHeader, bool) {
 	return h, true
 }
 
-// parseARPReply reads the sender of an Ethernet/IPv4 ARP reply.
-func parseARPReply(f []byte) (neighKey, bool) {
+// ARP operations.
+const (
+	arpOpRequest = 1
+	arpOpReply   = 2
+)
+
+// parseARP reads the sender hardware and protocol addresses of an
+// Ethernet/IPv4 ARP request or reply, and which of the two it is.
+func parseARP(f []byte) (neighKey, neighAnswer, bool) {
 	if len(f) < ethLen+arpLen || binary.BigEndian.Uint16(f[12:]) != etherTypeARP {
-		return neighKey{}, false
+		return neighKey{}, 0, false
 	}
 	a := f[ethLen:]
-	if binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != etherTypeIPv4 ||
-		a[4] != 6 || a[5] != 4 || binary.BigEndian.Uint16(a[6:]) != 2 {
-		return neighKey{}, false
+	if binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != etherTypeIPv4 || a[4] != 6 || a[5] != 4 {
+		return neighKey{}, 0, false
 	}
-	return neighKey{mac: [6]byte(a[8:14]), ip: netip.AddrFrom4([4]byte(a[14:18]))}, true
+	var kind neighAnswer
+	switch binary.BigEndian.Uint16(a[6:]) {
+	case arpOpRequest:
+		kind = neighRequest
+	case arpOpReply:
+		kind = neighReply
+	default:
+		return neighKey{}, 0, false
+	}
+	return neighKey{mac: [6]byte(a[8:14]), ip: netip.AddrFrom4([4]byte(a[14:18]))}, kind, true
 }
 
 // parseNA reads an ICMPv6 neighbour advertisement: its target, and the
@@ -512,7 +552,10 @@ func parseNA(f []byte) (neighKey, bool) {
 // Socket filters. The balancer's interface carries every client packet to
 // the VIPs; these pass only what a probe can be waiting for, cut to
 // snapLen: TCP segments with ACK and SYN or RST set, to a probe source
-// port, ARP replies and neighbour advertisements.
+// port, IPv4 ARP requests and replies, and neighbour advertisements. (The
+// ARP filter passes every ARP request on the segment, as it must: the one
+// that matters is a broadcast from a backend. Each costs a parse and a map
+// lookup.)
 var (
 	ipv4AnswerFilter = []bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethLen + 9, Size: 1},                                  // 0: protocol
@@ -542,13 +585,14 @@ var (
 		bpf.RetConstant{Val: snapLen},                                                      // 10
 		bpf.RetConstant{Val: 0},                                                            // 11
 	}
-	arpReplyFilter = []bpf.Instruction{
+	arpFilter = []bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethLen + 6, Size: 2},                        // 0: operation
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 2, SkipFalse: 3},             // 1: reply
-		bpf.LoadAbsolute{Off: ethLen + 2, Size: 2},                        // 2: protocol type
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv4, SkipFalse: 1}, // 3
-		bpf.RetConstant{Val: snapLen},                                     // 4
-		bpf.RetConstant{Val: 0},                                           // 5
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: arpOpRequest, SkipTrue: 1},   // 1: request, to 3
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: arpOpReply, SkipFalse: 3},    // 2: reply, else to 6
+		bpf.LoadAbsolute{Off: ethLen + 2, Size: 2},                        // 3: protocol type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv4, SkipFalse: 1}, // 4
+		bpf.RetConstant{Val: snapLen},                                     // 5
+		bpf.RetConstant{Val: 0},                                           // 6
 	}
 )
 

@@ -41,7 +41,7 @@ func NewDSRProber(iface string) (*PacketDSRProber, error) {
 type packetLink struct {
 	ifname string
 	hw     [6]byte
-	nl     *netlink.Handle // bound to the namespace NewDSRProber ran in
+	nl     *netlink.Handle // bound to the namespace NewDSRProber ran in; nil once closed
 	index  int
 
 	arp, ip4, ip6 *packet.Conn
@@ -85,7 +85,7 @@ func openPacketLink(iface string) (l *packetLink, err error) {
 		}
 		return c, nil
 	}
-	if l.arp, err = open(unix.ETH_P_ARP, "ARP", arpReplyFilter); err != nil {
+	if l.arp, err = open(unix.ETH_P_ARP, "ARP", arpFilter); err != nil {
 		return nil, err
 	}
 	if l.ip4, err = open(unix.ETH_P_IP, "IPv4", ipv4AnswerFilter); err != nil {
@@ -137,6 +137,9 @@ func (l *packetLink) read(c *packet.Conn, deliver func([]byte)) {
 func (l *packetLink) source(vip netip.Addr) (netip.Addr, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.nl == nil {
+		return netip.Addr{}, errClosed // a closed handle must not be read: its socket number may be reused
+	}
 	if l.addrs == nil || time.Since(l.addrsAt) > sourceTTL {
 		link, err := l.nl.LinkByIndex(l.index)
 		if err != nil {
@@ -184,7 +187,10 @@ func (l *packetLink) close() error {
 	}
 	l.wg.Wait()
 	l.mu.Lock()
-	l.nl.Close()
+	if l.nl != nil {
+		l.nl.Close()
+		l.nl = nil
+	}
 	l.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -158,6 +158,44 @@ func (l *dsrLab) setVIP(i int, dev string, vip netip.Addr, present bool) {
 	})
 }
 
+// setARP writes value to server i's net.ipv4.conf.{all,eth0}.key.
+func (l *dsrLab) setARP(i int, key, value string) {
+	l.t.Helper()
+	l.do(l.srv[i], func() error {
+		for _, dev := range []string{"all", "eth0"} {
+			path := "/proc/sys/net/ipv4/conf/" + dev + "/" + key
+			if err := os.WriteFile(path, []byte(value+"\n"), 0o644); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+		}
+		return nil
+	})
+}
+
+// forgetNeighbour deletes server i's neighbour entry for ip on eth0, if it
+// has one, so that the next packet it sends to ip makes it ARP.
+func (l *dsrLab) forgetNeighbour(i int, ip netip.Addr) {
+	l.t.Helper()
+	l.do(l.srv[i], func() error {
+		link, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		list, err := netlink.NeighList(link.Attrs().Index, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("list neighbours of eth0: %w", err)
+		}
+		for _, n := range list {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap() == ip {
+				if err := netlink.NeighDel(&n); err != nil {
+					return fmt.Errorf("delete neighbour %s on eth0: %w", ip, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func TestDSRProbeLab(t *testing.T) {
 	l := newLabForDSR(t)
 	reason := func(i int, vip netip.Addr, port uint16) string {
@@ -178,6 +216,25 @@ func TestDSRProbeLab(t *testing.T) {
 		err := l.probe(0, vip4, 81)
 		if want := reason(0, vip4, 81) + "connection refused (RST)"; err == nil || err.Error() != want {
 			t.Fatalf("got %v, want %q", err, want)
+		}
+	})
+
+	t.Run("server sends ARP requests from the VIP", func(t *testing.T) {
+		// arp_ignore stays 1, so srv1 ignores our ARP request (and learns
+		// nothing from it); with arp_announce=0 it resolves our address for
+		// its SYN-ACK, sent from the VIP, with an ARP request whose sender
+		// is the VIP. It ARPs only without an entry for us: the earlier
+		// probes left one, so it goes first.
+		l.setARP(0, "arp_announce", "0")
+		defer l.setARP(0, "arp_announce", "2") // as server up left it
+		l.forgetNeighbour(0, lbAddr4)
+		err := l.probe(0, vip4, 80)
+		want := reason(0, vip4, 80) + "server sends ARP requests from VIP 198.18.0.100 (arp_announce is not 2: run dsrlb server up)"
+		if err == nil || err.Error() != want {
+			t.Errorf("srv1 with arp_announce=0: %v, want %q", err, want)
+		}
+		if err := l.probe(1, vip4, 80); err != nil {
+			t.Errorf("srv2, after srv1's broadcast: %v", err)
 		}
 	})
 
@@ -297,6 +354,13 @@ func TestDSRProbeLab(t *testing.T) {
 		case <-time.After(watchdog):
 			t.Fatal("Close did not return: a reader is still running")
 		}
+		// With the address cache expired, as it is when Close comes more
+		// than 5 s after the last probe: the closed netlink handle must
+		// not be read.
+		pl := l.prober.link.(*packetLink)
+		pl.mu.Lock()
+		pl.addrsAt = time.Time{}
+		pl.mu.Unlock()
 		if err := l.probe(1, vip4, 80); err == nil || !strings.Contains(err.Error(), "closed") {
 			t.Fatalf("probe after Close: %v", err)
 		}

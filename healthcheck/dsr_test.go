@@ -76,7 +76,10 @@ func naFrame(t testing.TB, mac [6]byte, ip, target netip.Addr) []byte {
 		&layers.ICMPv6NeighborAdvertisement{Flags: 0x60, TargetAddress: target.AsSlice()})
 }
 
-// arpAnswerFrame is an ARP reply saying ip is at mac, built by gopacket.
+// arpAnswerFrame is an ARP frame from mac with sender address ip to the
+// balancer, built by gopacket: op 2 is a reply saying ip is at mac, op 1 a
+// request sent from ip (unicast, as a server re-checking the balancer sends
+// it; a broadcast parses the same).
 func arpAnswerFrame(t testing.TB, mac [6]byte, ip netip.Addr, op uint16) []byte {
 	return serialize(t,
 		&layers.Ethernet{SrcMAC: net.HardwareAddr(mac[:]), DstMAC: net.HardwareAddr(lbMAC[:]), EthernetType: layers.EthernetTypeARP},
@@ -172,7 +175,10 @@ var labAddrs = []ifaceAddr{
 // server is how a fake backend answers the prober.
 type server struct {
 	synACK, rst, arp bool
-	badAck           bool // acknowledge the wrong sequence number
+	// announce sends, as the SYN-ACK or RST leaves, an ARP request from the
+	// VIP: a server with arp_announce=0 resolving the balancer's address.
+	announce bool
+	badAck   bool // acknowledge the wrong sequence number
 	// via answers from another MAC: the SYN went on to another server (a
 	// backend forwarding it back through the balancer).
 	via [6]byte
@@ -191,6 +197,9 @@ func answer(t testing.TB, p *PacketDSRProber, servers map[[6]byte]server) func([
 			target := netip.AddrFrom16([16]byte(d.ns.TargetAddress))
 			p.deliver(naFrame(t, mac, target, target))
 		case d.tcp != nil && d.tcp.SYN && (s.synACK || s.rst):
+			if s.announce && d.ip4 != nil {
+				p.deliver(arpAnswerFrame(t, mac, netip.AddrFrom4([4]byte(d.ip4.DstIP)), 1))
+			}
 			ack := d.tcp.Seq + 1
 			if s.badAck {
 				ack++
@@ -302,6 +311,8 @@ func TestProbeDSRVerdicts(t *testing.T) {
 		{"another server's SYN-ACK ignored", server{synACK: true, via: backendMAC(12)}, vip4, what + "no SYN-ACK (is the VIP on the server's lo?)"},
 		{"answers ARP", server{synACK: true, arp: true}, vip4,
 			what + "server answers ARP for VIP 198.18.0.100 (arp_ignore/arp_announce not set: run dsrlb server up)"},
+		{"ARP requests from the VIP", server{synACK: true, announce: true}, vip4,
+			what + "server sends ARP requests from VIP 198.18.0.100 (arp_announce is not 2: run dsrlb server up)"},
 		{"IPv6 SYN-ACK", server{synACK: true}, vip6, ""},
 		{"IPv6 silence", server{}, vip6, "dsr probe VIP [2001:db8:18::100]:80 via 02:00:00:00:00:0b: no SYN-ACK (is the VIP on the server's lo?)"},
 		{"answers neighbour solicitations", server{synACK: true, arp: true}, vip6,
@@ -399,7 +410,8 @@ func TestProbeDSRConcurrent(t *testing.T) {
 				tcpAnswerFrame(t, mac, dst, 80, src, sport, ack+1, true, false), // wrong ack
 				tcpAnswerFrame(t, mac, dst, 81, src, sport, ack, true, false),   // wrong port
 				arpAnswerFrame(t, backendMAC(n+1), vip4, 2),                     // a MAC nobody probes
-				arpAnswerFrame(t, mac, vip4, 1))                                 // a request, not a reply
+				arpAnswerFrame(t, backendMAC(n+1), vip4, 1),                     // a request from the VIP, by a MAC nobody probes
+				arpAnswerFrame(t, mac, netip.MustParseAddr("198.18.0.11"), 1))   // a request from the server's own address, as arp_announce=2 sends it
 		}
 	}
 	rand.Shuffle(len(answers), func(i, j int) { answers[i], answers[j] = answers[j], answers[i] })
@@ -442,28 +454,44 @@ func TestParse(t *testing.T) {
 	if h, ok := parseTCP(withOptions); !ok || h.sport != 80 || h.dport != 61234 || h.flags != tcpSYN|tcpACK {
 		t.Fatalf("IPv4 with options: %+v %v", h, ok)
 	}
-	if a, ok := parseARPReply(arpAnswerFrame(t, mac, vip4, 2)); !ok || a.ip != vip4 || a.mac != mac {
-		t.Fatalf("ARP reply: %+v %v", a, ok)
+	if a, kind, ok := parseARP(arpAnswerFrame(t, mac, vip4, 2)); !ok || a.ip != vip4 || a.mac != mac || kind != neighReply {
+		t.Fatalf("ARP reply: %+v %v %v", a, kind, ok)
+	}
+	request := arpAnswerFrame(t, mac, vip4, 1)
+	if a, kind, ok := parseARP(request); !ok || a.ip != vip4 || a.mac != mac || kind != neighRequest {
+		t.Fatalf("ARP request: %+v %v %v", a, kind, ok)
 	}
 
 	bad := map[string][]byte{
-		"short":       synack[:30],
-		"cut in TCP":  synack[:ethLen+ipv4Len+10],
-		"fragment":    setByte(synack, ethLen+6, 0x20), // MF
-		"later frag":  setByte(synack, ethLen+7, 0x01), // offset 8
-		"UDP":         setByte(synack, ethLen+9, 17),
-		"version":     setByte(synack, ethLen, 0x65),
-		"IHL 4":       setByte(synack, ethLen, 0x44),
-		"TCP doff 4":  setByte(synack, ethLen+ipv4Len+12, 0x40),
-		"ARP request": arpAnswerFrame(t, mac, vip4, 1),
-		"IPv6 ext":    setByte(tcpAnswerFrame(t, mac, vip6, 80, lbAddr6, 61234, 1, true, false), ethLen+6, 0),
+		"short":      synack[:30],
+		"cut in TCP": synack[:ethLen+ipv4Len+10],
+		"fragment":   setByte(synack, ethLen+6, 0x20), // MF
+		"later frag": setByte(synack, ethLen+7, 0x01), // offset 8
+		"UDP":        setByte(synack, ethLen+9, 17),
+		"version":    setByte(synack, ethLen, 0x65),
+		"IHL 4":      setByte(synack, ethLen, 0x44),
+		"TCP doff 4": setByte(synack, ethLen+ipv4Len+12, 0x40),
+		"IPv6 ext":   setByte(tcpAnswerFrame(t, mac, vip6, 80, lbAddr6, 61234, 1, true, false), ethLen+6, 0),
 	}
 	for name, f := range bad {
-		if _, ok := parseTCP(f); ok && name != "ARP request" {
+		if _, ok := parseTCP(f); ok {
 			t.Errorf("%s: parsed as TCP", name)
 		}
-		if _, ok := parseARPReply(f); ok {
-			t.Errorf("%s: parsed as ARP reply", name)
+	}
+	badARP := map[string][]byte{
+		"ARP op 3":      setByte(request, ethLen+7, 3),
+		"ARP op 0":      setByte(request, ethLen+7, 0),
+		"ARP not IPv4":  setByte(request, ethLen+2, 0x86),
+		"ARP not Ether": setByte(request, ethLen+1, 6),
+		"ARP hlen 8":    setByte(request, ethLen+4, 8),
+		"ARP cut":       request[:ethLen+arpLen-1],
+		"ARP as IPv4":   setByte(request, 13, 0x00),
+		"TCP":           synack,
+		"IPv6 advert":   naFrame(t, mac, vip6, vip6),
+	}
+	for name, f := range badARP {
+		if _, _, ok := parseARP(f); ok {
+			t.Errorf("%s: parsed as ARP", name)
 		}
 	}
 }
@@ -515,8 +543,10 @@ func TestFilters(t *testing.T) {
 		{"v6 not TCP", ipv6AnswerFilter, setByte(ip6(61000, true, false), ethLen+6, 17), false},
 		{"v6 neighbour advertisement", ipv6AnswerFilter, naFrame(t, mac, vip6, vip6), true},
 		{"v6 neighbour solicitation", ipv6AnswerFilter, neighborSolicitation(nil, lbMAC, mac, lbAddr6, vip6), false},
-		{"ARP reply", arpReplyFilter, arpAnswerFrame(t, mac, vip4, 2), true},
-		{"ARP request", arpReplyFilter, arpAnswerFrame(t, mac, vip4, 1), false},
+		{"ARP reply", arpFilter, arpAnswerFrame(t, mac, vip4, 2), true},
+		{"ARP request", arpFilter, arpAnswerFrame(t, mac, vip4, 1), true},
+		{"ARP op 3", arpFilter, setByte(arpAnswerFrame(t, mac, vip4, 1), ethLen+7, 3), false},
+		{"ARP not IPv4", arpFilter, setByte(arpAnswerFrame(t, mac, vip4, 1), ethLen+2, 0x86), false},
 	} {
 		if n := runFilter(t, tc.filter, tc.frame); (n > 0) != tc.pass {
 			t.Errorf("%s: filter kept %d bytes, want pass %v", tc.name, n, tc.pass)
@@ -571,12 +601,21 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(tcpAnswerFrame(f, mac, vip6, 80, lbAddr6, 61234, 1001, false, true))
 	f.Add(ipv4WithOptions(f))
 	f.Add(arpAnswerFrame(f, mac, vip4, 2))
+	f.Add(arpAnswerFrame(f, mac, vip4, 1)) // a server's request from the VIP
 	f.Add(tcpFrame(nil, mac, lbMAC, lbAddr4, vip4, 61000, 80, 1, 0, tcpSYN))
 	f.Add(arpRequest(nil, mac, lbMAC, lbAddr4, vip4))
 	f.Add(naFrame(f, mac, vip6, vip6))
 	f.Add(neighborSolicitation(nil, mac, lbMAC, lbAddr6, vip6))
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		parseARPReply(frame)
+		if a, kind, ok := parseARP(frame); ok {
+			n := runFilter(t, arpFilter, frame)
+			if n == 0 {
+				t.Fatalf("filter drops an ARP frame deliver acts on: %+v (%v)", a, kind)
+			}
+			if cut, cutKind, ok := parseARP(frame[:n]); !ok || cut != a || cutKind != kind {
+				t.Fatalf("ARP frame cut to %d bytes parses as %+v %v (%v), want %+v %v", n, cut, cutKind, ok, a, kind)
+			}
+		}
 		if na, ok := parseNA(frame); ok {
 			n := runFilter(t, ipv6AnswerFilter, frame)
 			if n == 0 {

@@ -20,11 +20,7 @@ type httpProber struct {
 func newHTTPProber(s Spec) *httpProber {
 	tlsConf := &tls.Config{InsecureSkipVerify: !s.TLSVerify}
 	if s.Host != "" {
-		host := s.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		tlsConf.ServerName = host
+		tlsConf.ServerName = tlsServerName(s.Host)
 	}
 	return &httpProber{spec: s, client: &http.Client{
 		Transport: &http.Transport{
@@ -53,7 +49,7 @@ func (p *httpProber) Probe(ctx context.Context, t Target) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if s.Host != "" {
-		req.Host = s.Host
+		req.Host = hostHeader(s.Host)
 	}
 	req.Header.Set("User-Agent", "dsrlb-healthcheck")
 	resp, err := p.client.Do(req)

@@ -208,6 +208,15 @@ func TestHTTPProbe(t *testing.T) {
 	if _, h := cs.last(); h != "health.example:8080" {
 		t.Errorf("server saw Host %q, want health.example:8080", h)
 	}
+	// RFC 9110: an IPv6 literal in the Host header is in brackets.
+	for host, want := range map[string]string{"2001:db8::1": "[2001:db8::1]", "[2001:db8::1]": "[2001:db8::1]", "[2001:db8::1]:8080": "[2001:db8::1]:8080"} {
+		if err := mustProber(t, Spec{Kind: KindHTTP, Path: "/healthz", Host: host}).Probe(ctx, tg); err != nil {
+			t.Fatalf("host %q: %v", host, err)
+		}
+		if _, h := cs.last(); h != want {
+			t.Errorf("host %q: server saw Host %q, want %q", host, h, want)
+		}
+	}
 	if err := mustProber(t, Spec{Kind: KindHTTP, Path: "/healthz"}).Probe(ctx, tg); err != nil {
 		t.Fatal(err)
 	}
@@ -432,6 +441,11 @@ func TestMatchAnswer(t *testing.T) {
 	}{
 		{"answer", build(dnsmessage.Header{ID: 7, Response: true}, &q), true},
 		{"no question (FORMERR)", build(dnsmessage.Header{ID: 7, Response: true, RCode: dnsmessage.RCodeFormatError}, nil), true},
+		{"no question (REFUSED)", build(dnsmessage.Header{ID: 7, Response: true, RCode: dnsmessage.RCodeRefused}, nil), true},
+		{"no question, NOERROR", build(dnsmessage.Header{ID: 7, Response: true}, nil), false},
+		{"no question, NXDOMAIN", build(dnsmessage.Header{ID: 7, Response: true, RCode: dnsmessage.RCodeNameError}, nil), false},
+		{"NOTIFY response", build(dnsmessage.Header{ID: 7, Response: true, OpCode: 4}, &q), false},
+		{"IQUERY response, no question", build(dnsmessage.Header{ID: 7, Response: true, OpCode: 1, RCode: dnsmessage.RCodeNotImplemented}, nil), false},
 		{"query, not response", build(dnsmessage.Header{ID: 7}, &q), false},
 		{"wrong id", build(dnsmessage.Header{ID: 8, Response: true}, &q), false},
 		{"wrong type", build(dnsmessage.Header{ID: 7, Response: true}, &qAAAA), false},
@@ -441,6 +455,54 @@ func TestMatchAnswer(t *testing.T) {
 			t.Errorf("%s: match %v, want %v", tc.name, ok, tc.ok)
 		}
 	}
+}
+
+// FuzzMatchAnswer feeds arbitrary datagrams to matchAnswer: it must not
+// panic, and what it accepts must be a response to our query, with our
+// question unless its RCODE is an error.
+func FuzzMatchAnswer(f *testing.F) {
+	name := dnsmessage.MustNewName("example.org.")
+	q := dnsmessage.Question{Name: name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+	for _, h := range []dnsmessage.Header{
+		{ID: 7, Response: true},
+		{ID: 7, Response: true, RCode: dnsmessage.RCodeNameError},
+		{ID: 7, Response: true, RCode: dnsmessage.RCodeFormatError},
+		{ID: 7, Response: true, OpCode: 4},
+	} {
+		for _, withQ := range []bool{true, false} {
+			b := dnsmessage.NewBuilder(nil, h)
+			b.StartQuestions()
+			if withQ {
+				b.Question(q)
+			}
+			m, err := b.Finish()
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(m)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		rcode, ok := matchAnswer(msg, 7, name)
+		if !ok {
+			return
+		}
+		var p dnsmessage.Parser
+		h, err := p.Start(msg)
+		if err != nil || h.ID != 7 || !h.Response || h.OpCode != 0 || h.RCode != rcode {
+			t.Fatalf("accepted %x: header %+v (%v), rcode %v", msg, h, err, rcode)
+		}
+		got, err := p.Question()
+		if err == dnsmessage.ErrSectionDone {
+			if rcode == dnsmessage.RCodeSuccess || rcode == dnsmessage.RCodeNameError {
+				t.Fatalf("accepted a question-less %v: %x", rcode, msg)
+			}
+			return
+		}
+		if err != nil || got.Type != q.Type || got.Class != q.Class || !strings.EqualFold(got.Name.String(), name.String()) {
+			t.Fatalf("accepted %x with question %+v (%v)", msg, got, err)
+		}
+	})
 }
 
 func TestVIPProberRunsBoth(t *testing.T) {

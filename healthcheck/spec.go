@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ type Spec struct {
 	// Path, Method, Host, Expect and TLSVerify are valid for http and https.
 	Path      string // request path, with an optional query; default "/"
 	Method    string // default "GET"
-	Host      string // Host header (and TLS server name); empty means the backend's address
+	Host      string // Host header (and TLS server name); empty means the backend's address. A bare IPv6 address is sent in brackets
 	Expect    []int  // accepted status codes; default [200]. Redirects are not followed.
 	TLSVerify bool   // https: verify the certificate chain and name (needs an IP SAN without Host)
 
@@ -169,18 +170,36 @@ func isToken(m string) bool {
 	return true
 }
 
-// validHost accepts a DNS name or an IP address (IPv6 in brackets when a
-// port follows), with an optional port.
+// validHost accepts a DNS name or an IPv4 address with an optional port, or
+// an IPv6 address without a zone: bare (hostHeader brackets it), or in
+// brackets with an optional port. A bare IPv6 address is never split at its
+// last colon: "2001:db8::1:80" is an address, with a port it is
+// "[2001:db8::1]:80".
 func validHost(h string) bool {
-	host := h
-	if hp, port, err := net.SplitHostPort(h); err == nil {
-		if port == "" || strings.Trim(port, "0123456789") != "" {
+	if lit, ok := strings.CutPrefix(h, "["); ok {
+		lit, rest, ok := strings.Cut(lit, "]")
+		if !ok {
 			return false
 		}
-		host = hp
+		a, err := netip.ParseAddr(lit)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return false
+		}
+		port, hasPort := strings.CutPrefix(rest, ":")
+		return rest == "" || hasPort && validPort(port)
 	}
-	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
-		return true
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Zone() == ""
+	}
+	host := h
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		if !validPort(h[i+1:]) {
+			return false
+		}
+		host = h[:i]
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Is4() // an IPv6 address with a port needs brackets
 	}
 	if host == "" || len(host) > 253 {
 		return false
@@ -197,6 +216,35 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// validPort reports whether p is a decimal port number, 0 to 65535.
+func validPort(p string) bool {
+	if p == "" || strings.Trim(p, "0123456789") != "" {
+		return false
+	}
+	_, err := strconv.ParseUint(p, 10, 16)
+	return err == nil
+}
+
+// hostHeader returns a valid Spec.Host as the Host header sends it (RFC
+// 9110 7.2, RFC 3986 3.2.2): a bare IPv6 address in brackets, anything
+// else as it is.
+func hostHeader(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+		return "[" + h + "]"
+	}
+	return h
+}
+
+// tlsServerName returns the TLS server name for a valid Spec.Host: the
+// host without its port or brackets.
+func tlsServerName(h string) string {
+	h = hostHeader(h)
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 }
 
 // dnsName returns q as a fully qualified dnsmessage.Name.

@@ -3,6 +3,7 @@ package healthcheck
 import (
 	"context"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,4 +89,75 @@ func TestSpecName(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", tc.s, got, tc.want)
 		}
 	}
+}
+
+func TestValidHost(t *testing.T) {
+	for _, tc := range []struct {
+		host       string
+		ok         bool
+		header     string // what the Host header carries, if ok
+		serverName string // the TLS server name, if ok
+	}{
+		{"example.org", true, "example.org", "example.org"},
+		{"example.org.", true, "example.org.", "example.org."},
+		{"www.example.org:8080", true, "www.example.org:8080", "www.example.org"},
+		{"10.0.0.1", true, "10.0.0.1", "10.0.0.1"},
+		{"10.0.0.1:80", true, "10.0.0.1:80", "10.0.0.1"},
+		{"2001:db8::1", true, "[2001:db8::1]", "2001:db8::1"},
+		{"2001:db8::1:80", true, "[2001:db8::1:80]", "2001:db8::1:80"}, // an address: a port needs brackets
+		{"::ffff:10.0.0.1", true, "[::ffff:10.0.0.1]", "::ffff:10.0.0.1"},
+		{"[2001:db8::1]", true, "[2001:db8::1]", "2001:db8::1"},
+		{"[2001:db8::1]:443", true, "[2001:db8::1]:443", "2001:db8::1"},
+		{"", false, "", ""},
+		{"a b", false, "", ""},
+		{"example.org:", false, "", ""},
+		{"example.org:x", false, "", ""},
+		{"example.org:65536", false, "", ""},
+		{"example.org:80:80", false, "", ""},
+		{"[2001:db8::1", false, "", ""},
+		{"2001:db8::1]", false, "", ""},
+		{"[2001:db8::1]80", false, "", ""},
+		{"[2001:db8::1]:", false, "", ""},
+		{"[10.0.0.1]", false, "", ""},
+		{"[example.org]:80", false, "", ""},
+		{"[]", false, "", ""},
+		{"fe80::1%eth0", false, "", ""},
+		{"[fe80::1%eth0]:80", false, "", ""},
+		{"2001:db8::g:80", false, "", ""},
+	} {
+		if got := validHost(tc.host); got != tc.ok {
+			t.Errorf("validHost(%q) = %v, want %v", tc.host, got, tc.ok)
+			continue
+		}
+		if !tc.ok {
+			continue
+		}
+		if got := hostHeader(tc.host); got != tc.header {
+			t.Errorf("hostHeader(%q) = %q, want %q", tc.host, got, tc.header)
+		}
+		if got := tlsServerName(tc.host); got != tc.serverName {
+			t.Errorf("tlsServerName(%q) = %q, want %q", tc.host, got, tc.serverName)
+		}
+	}
+}
+
+// FuzzValidHost: a host that validates makes a Host header that a URL
+// parser takes whole, with the TLS server name as its host name.
+func FuzzValidHost(f *testing.F) {
+	for _, h := range []string{"example.org", "www.example.org:8080", "10.0.0.1:80", "2001:db8::1", "[2001:db8::1]:443", "[2001:db8::1", "fe80::1%eth0", "a_b.example:0"} {
+		f.Add(h)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if !validHost(h) {
+			return
+		}
+		hdr := hostHeader(h)
+		u, err := url.Parse("http://" + hdr + "/")
+		if err != nil || u.Host != hdr {
+			t.Fatalf("valid host %q sends Host %q, which parses as %+v (%v)", h, hdr, u, err)
+		}
+		if name := tlsServerName(h); name != u.Hostname() {
+			t.Fatalf("valid host %q: TLS server name %q, want %q", h, name, u.Hostname())
+		}
+	})
 }

@@ -42,6 +42,8 @@ if [ "$fuzztime" != 0 ]; then
 ./dataplane FuzzHandle 80000
 ./dataplane FuzzNeighbor 140000
 ./healthcheck FuzzParseFrame 70000
+./healthcheck FuzzMatchAnswer 100000
+./healthcheck FuzzValidHost 100000
 ./balancer FuzzNewMaglev 250000
 ./internal/config FuzzParse 60000
 ./bench/latency FuzzRxTime 200000

@@ -15,9 +15,11 @@
 //
 // # What it runs
 //
-// Each server is configured with `dsrlb server up --vip VIP --interface eth0`
-// and answers HTTP on :80 with its name (labnet.NameServer, inside this
-// process). The balancer runs as a child process:
+// Each server is configured with `dsrlb server up --vip VIP --interface eth0
+// --state DIR/srvN.json` and answers HTTP on :80 with its name
+// (labnet.NameServer, inside this process). DIR is the lab's own directory
+// in os.TempDir() ("dsrlb-lab-state-PID-..."), so that no state file of a
+// lab lands in /run/dsrlb. The balancer runs as a child process:
 // `dsrlb run --interface eth0 --vip VIP:80/tcp --backend SERVER ...`, its
 // output copied to Options.Out with a "balancer| " prefix. Once a request to
 // the VIP succeeds (within 10 s), the client sends Options.Requests requests,
@@ -28,9 +30,16 @@
 //
 // # Guarantees
 //
-//   - Run removes every namespace it made before returning, on success, on
-//     error and on cancellation, unless Options.Keep asks to keep a lab that
-//     ran to the end; then it prints how to explore and delete it.
+//   - Run removes every namespace it made, and its state directory, before
+//     returning, on success, on error and on cancellation, unless
+//     Options.Keep asks to keep a lab that ran to the end; then it prints how
+//     to explore and delete it (the state directory is then
+//     "dsrlb-lab-kept-state-...", which no later lab removes).
+//   - `server down` runs on every server whose `server up` was started and
+//     left a state file, even if that `up` failed or was killed: up writes
+//     the file before it changes anything. A lab killed before its teardown
+//     leaves its state directory; the next lab removes it once that
+//     process is gone.
 //   - The balancer gets SIGTERM and is waited for (killed after 10 s).
 //   - A lab whose checks fail (requests failed, VIP-sourced frames from the
 //     balancer, a server that got nothing, an incomplete capture, a balancer

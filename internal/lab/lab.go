@@ -9,6 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -110,8 +113,9 @@ type session struct {
 	out  *lockedWriter
 
 	net         *labnet.Net
+	stateDir    string // the servers' state files; "" until made, and once removed
 	nameServers []func()
-	serversUp   []*labnet.Host // where `server up` succeeded
+	serversUp   []*labnet.Host // where `server up` was started: teardown runs `server down` there
 	capture     *vipCapture
 	lb          *child
 	report      *Report
@@ -145,13 +149,20 @@ func (s *session) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 
-	s.phase("configuring the servers: %s", strings.Join(append([]string{"dsrlb"}, s.plan.serverArgs("up")...), " "))
+	// The servers' state files go to a directory of the lab's own, not to
+	// /run/dsrlb, so that teardown removes them whatever became of `up`.
+	if s.stateDir, err = makeStateDir(s.o.Keep); err != nil {
+		return nil, err
+	}
+	s.phase("configuring the servers: %s", strings.Join(append([]string{"dsrlb"}, s.plan.serverArgs("up", s.statePath("<server>"))...), " "))
 	for _, name := range s.plan.servers {
 		h := n.Host(name)
+		// Registered first: an `up` that fails or is killed after writing
+		// its state file has changed the server, and `down` undoes that.
+		s.serversUp = append(s.serversUp, h)
 		if err := s.command(ctx, h, "up"); err != nil {
 			return nil, err
 		}
-		s.serversUp = append(s.serversUp, h)
 		ln, err := h.Listen("tcp", fmt.Sprintf(":%d", vipPort))
 		if err != nil {
 			return nil, fmt.Errorf("start HTTP server on %s: %w", name, err)
@@ -195,9 +206,55 @@ func serverRange(servers []string) string {
 	return servers[0] + ".." + servers[len(servers)-1]
 }
 
+// State directories are made in os.TempDir(): stateDirBase, this process's
+// ID, "-" and a random suffix, so that a lab killed before its teardown
+// leaves one the next lab can tell is stale. A kept lab's has no process
+// ID, like its namespaces (netns.KeptPrefix): no sweep takes it.
+const (
+	stateDirBase = "dsrlb-lab-state-"
+	keptStateDir = "dsrlb-lab-kept-state-"
+)
+
+// makeStateDir removes the state directories of labs that are gone, then
+// makes this lab's.
+func makeStateDir(keep bool) (string, error) {
+	sweepStateDirs()
+	pattern := stateDirBase + strconv.Itoa(os.Getpid()) + "-"
+	if keep {
+		pattern = keptStateDir
+	}
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", fmt.Errorf("create the servers' state directory: %w", err)
+	}
+	return dir, nil
+}
+
+// sweepStateDirs removes, best effort, every state directory whose lab
+// process no longer runs.
+func sweepStateDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), stateDirBase+"*"))
+	for _, d := range dirs {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), stateDirBase), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
+			continue // still running (or its ID was reused: left alone)
+		}
+		os.RemoveAll(d)
+	}
+}
+
+// statePath is the state file of `dsrlb server up` on a server.
+func (s *session) statePath(server string) string {
+	return filepath.Join(s.stateDir, server+".json")
+}
+
 // command runs `dsrlb server VERB ...` on a server host.
 func (s *session) command(ctx context.Context, h *labnet.Host, verb string) error {
-	args := s.plan.serverArgs(verb)
+	args := s.plan.serverArgs(verb, s.statePath(h.Name))
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	c, err := startChild(h.NS, s.o.Binary, args, s.out, h.Name+"| ")
@@ -418,7 +475,8 @@ func (s *session) finishCapture() {
 }
 
 // teardown undoes whatever run got to, in reverse. With keep (and
-// Options.Keep) the servers stay configured and the namespaces stay.
+// Options.Keep) the servers stay configured and the namespaces and the
+// state directory stay.
 func (s *session) teardown(complete bool) error {
 	keep := complete && s.o.Keep && s.net != nil
 	s.stopBalancer()
@@ -429,8 +487,14 @@ func (s *session) teardown(complete bool) error {
 	s.nameServers = nil
 	var errs []error
 	if !keep && len(s.serversUp) > 0 {
-		s.phase("unconfiguring the servers: dsrlb %s", strings.Join(s.plan.serverArgs("down"), " "))
+		s.phase("unconfiguring the servers: dsrlb %s", strings.Join(s.plan.serverArgs("down", s.statePath("<server>")), " "))
 		for _, h := range s.serversUp {
+			// Up writes its state file before it changes anything: without
+			// one there is nothing to restore, and down would only say so.
+			if _, err := os.Stat(s.statePath(h.Name)); errors.Is(err, os.ErrNotExist) {
+				s.o.Log.Debug("lab: server has no state file, nothing to restore", "server", h.Name)
+				continue
+			}
 			// The run's context may be cancelled already: down gets its own.
 			if err := s.command(context.Background(), h, "down"); err != nil {
 				errs = append(errs, err)
@@ -438,34 +502,43 @@ func (s *session) teardown(complete bool) error {
 		}
 	}
 	s.serversUp = nil
-	if s.net == nil {
-		return errors.Join(errs...)
-	}
 	if keep {
 		s.report.Kept = true
 		s.out.printf("%s", s.exploreText())
 		return errors.Join(errs...)
 	}
-	s.phase("deleting the lab's namespaces")
-	if err := s.net.Close(); err != nil {
-		errs = append(errs, err)
+	if s.net != nil {
+		s.phase("deleting the lab's namespaces")
+		if err := s.net.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.net = nil
 	}
-	s.net = nil
+	if s.stateDir != "" {
+		if err := os.RemoveAll(s.stateDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove the servers' state directory: %w", err))
+		}
+		s.stateDir = ""
+	}
 	return errors.Join(errs...)
 }
 
 // exploreText tells how to look around a kept lab and delete it.
 func (s *session) exploreText() string {
 	return exploreText(s.net.Namespaces(), s.net.Host("lb").NS.Name(), s.net.Host("client").NS.Name(),
-		s.o.Binary, s.plan)
+		s.net.Host(s.plan.servers[0]).NS.Name(), s.o.Binary, s.stateDir, s.plan)
 }
 
-func exploreText(namespaces []string, lbNS, clientNS, binary string, p plan) string {
+// exploreText is the text for a kept lab; srvNS is the first server's
+// namespace.
+func exploreText(namespaces []string, lbNS, clientNS, srvNS, binary, stateDir string, p plan) string {
 	var b strings.Builder
 	b.WriteString("\nThe lab is still up. Look around with:\n")
 	fmt.Fprintf(&b, "  ip netns exec %s %s %s    # start the balancer again\n", lbNS, binary, strings.Join(p.runArgs(), " "))
 	fmt.Fprintf(&b, "  ip netns exec %s tcpdump -eni eth0    # watch the balancer's traffic\n", lbNS)
 	fmt.Fprintf(&b, "  ip netns exec %s ip neigh             # the client's view of the VIP\n", clientNS)
+	fmt.Fprintf(&b, "  ip netns exec %s %s %s    # undo server up on %s (state files in %s)\n",
+		srvNS, binary, strings.Join(p.serverArgs("down", filepath.Join(stateDir, p.servers[0]+".json")), " "), p.servers[0], stateDir)
 	for _, ns := range namespaces {
 		fmt.Fprintf(&b, "  ip netns exec %s bash\n", ns)
 	}
@@ -475,7 +548,7 @@ func exploreText(namespaces []string, lbNS, clientNS, binary string, p plan) str
 	for _, ns := range namespaces {
 		fmt.Fprintf(&b, " ip netns del %s;", ns)
 	}
-	b.WriteString("\n")
+	fmt.Fprintf(&b, " rm -r %s\n", stateDir)
 	return b.String()
 }
 

@@ -5,7 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,8 +87,8 @@ func TestPlan(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", name, g, want)
 		}
 	}
-	check("server up", p.serverArgs("up"), "server up --vip 198.18.0.100 --vip 2001:db8:18::100 --interface eth0")
-	check("server down v4", newPlan(2, false).serverArgs("down"), "server down --vip 198.18.0.100 --interface eth0")
+	check("server up", p.serverArgs("up", "/tmp/s/srv1.json"), "server up --vip 198.18.0.100 --vip 2001:db8:18::100 --interface eth0 --state /tmp/s/srv1.json")
+	check("server down v4", newPlan(2, false).serverArgs("down", "/tmp/s/srv2.json"), "server down --vip 198.18.0.100 --interface eth0 --state /tmp/s/srv2.json")
 	check("run", p.runArgs(), "run --interface eth0 --vip 198.18.0.100:80/tcp --vip [2001:db8:18::100]:80/tcp "+
 		"--backend 198.18.0.11 --backend 198.18.0.12 --backend 198.18.0.13 "+
 		"--backend 2001:db8:18::11 --backend 2001:db8:18::12 --backend 2001:db8:18::13")
@@ -265,14 +269,60 @@ func TestPrefixWriter(t *testing.T) {
 
 func TestExploreText(t *testing.T) {
 	ns := []string{"dsrlb-1-sw", "dsrlb-1-client", "dsrlb-1-lb", "dsrlb-1-srv1"}
-	text := exploreText(ns, "dsrlb-1-lb", "dsrlb-1-client", "/bin/dsrlb", newPlan(1, false))
+	text := exploreText(ns, "dsrlb-1-lb", "dsrlb-1-client", "dsrlb-1-srv1", "/bin/dsrlb", "/tmp/dsrlb-lab-kept-state-1", newPlan(1, false))
 	for _, want := range []string{
 		"ip netns exec dsrlb-1-lb /bin/dsrlb run --interface eth0 --vip 198.18.0.100:80/tcp --backend 198.18.0.11",
+		"ip netns exec dsrlb-1-srv1 /bin/dsrlb server down --vip 198.18.0.100 --interface eth0 --state /tmp/dsrlb-lab-kept-state-1/srv1.json",
 		"ip netns exec dsrlb-1-srv1 bash",
-		"ip netns del dsrlb-1-sw; ip netns del dsrlb-1-client; ip netns del dsrlb-1-lb; ip netns del dsrlb-1-srv1;",
+		"ip netns del dsrlb-1-sw; ip netns del dsrlb-1-client; ip netns del dsrlb-1-lb; ip netns del dsrlb-1-srv1; rm -r /tmp/dsrlb-lab-kept-state-1\n",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("explore text lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+func TestSweepStateDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	// A process that has exited: its ID is free (reuse within the test is
+	// possible but unlikely, and would only keep its directory).
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	dirs := map[string]bool{ // name: should survive the sweep
+		stateDirBase + strconv.Itoa(dead) + "-123":        false,
+		stateDirBase + strconv.Itoa(os.Getpid()) + "-456": true, // ours
+		stateDirBase + "1-789":                            true, // init runs
+		keptStateDir + "012":                              true,
+		stateDirBase + "x-345":                            true, // not ours to judge
+		"unrelated":                                       true,
+	}
+	for name := range dirs {
+		if err := os.MkdirAll(filepath.Join(tmp, name, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := makeStateDir(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(dir) != tmp || !strings.HasPrefix(filepath.Base(dir), stateDirBase+strconv.Itoa(os.Getpid())+"-") {
+		t.Errorf("state directory %s, want %s/%s%d-...", dir, tmp, stateDirBase, os.Getpid())
+	}
+	for name, survive := range dirs {
+		_, err := os.Stat(filepath.Join(tmp, name))
+		if got := err == nil; got != survive {
+			t.Errorf("%s: present %v after the sweep, want %v (%v)", name, got, survive, err)
+		}
+	}
+	kept, err := makeStateDir(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(filepath.Base(kept), keptStateDir) {
+		t.Errorf("kept lab's state directory %s, want %s...", kept, keptStateDir)
 	}
 }

@@ -95,13 +95,14 @@ func (p plan) spec(prefix string) labnet.Spec {
 	return s
 }
 
-// serverArgs are the arguments of `dsrlb server up|down` (verb "up" or "down").
-func (p plan) serverArgs(verb string) []string {
+// serverArgs are the arguments of `dsrlb server up|down` (verb "up" or
+// "down") with state file state.
+func (p plan) serverArgs(verb, state string) []string {
 	args := []string{"server", verb}
 	for _, f := range p.families {
 		args = append(args, "--vip", f.vip.String())
 	}
-	return append(args, "--interface", link)
+	return append(args, "--interface", link, "--state", state)
 }
 
 // runArgs are the arguments of `dsrlb run` for the balancer.

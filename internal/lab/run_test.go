@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -45,20 +46,46 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // fakeDSRLB is the stand-in's main. Modes: "proxy" (works, not DSR),
 // "silent" (run never answers), "crash" (run exits at once), "serverfail"
-// (server up fails).
+// (server up fails after writing its state file, as a real one that fails
+// to set a sysctl does), "serverfailearly" (server up fails before writing
+// it), "serverhang" (server up hangs after writing it). Like the real one,
+// server up writes the --state file, and server down removes it, failing
+// ("nothing to restore") without one.
 func fakeDSRLB(mode string, args []string) int {
 	if len(args) >= 2 && args[0] == "server" {
 		fs := flag.NewFlagSet("server", flag.ContinueOnError)
 		var vips listFlag
 		fs.Var(&vips, "vip", "")
 		iface := fs.String("interface", "", "")
-		if err := fs.Parse(args[2:]); err != nil || len(vips) == 0 || *iface != "eth0" {
+		state := fs.String("state", "", "")
+		if err := fs.Parse(args[2:]); err != nil || len(vips) == 0 || *iface != "eth0" || *state == "" {
 			fmt.Fprintln(os.Stderr, "fake: bad server arguments", args)
 			return 2
 		}
-		if mode == "serverfail" && args[1] == "up" {
-			fmt.Println("fake: cannot configure", vips)
-			return 1
+		switch args[1] {
+		case "up":
+			if mode == "serverfailearly" {
+				fmt.Println("fake: cannot configure", vips)
+				return 1
+			}
+			if err := os.WriteFile(*state, []byte("fake state\n"), 0o644); err != nil {
+				fmt.Println("fake: write state file:", err)
+				return 1
+			}
+			switch mode {
+			case "serverfail":
+				fmt.Println("fake: cannot configure", vips)
+				return 1
+			case "serverhang":
+				fmt.Println("fake: state written")
+				time.Sleep(time.Hour) // until the lab kills it
+			}
+		case "down":
+			if err := os.Remove(*state); err != nil {
+				fmt.Println("fake: nothing to restore:", err)
+				return 1
+			}
+			fmt.Println("fake: restored")
 		}
 		return 0
 	}
@@ -162,11 +189,15 @@ func fakeOptions(t *testing.T, mode string, out io.Writer) Options {
 	return Options{Binary: bin, Out: out}
 }
 
-// assertCleanedUp checks that no namespace of the lab whose progress output
-// is out is left. The lab's prefix is read from its first phase line, so
-// other labs running on this machine at the same time do not matter.
+// assertCleanedUp checks that no namespace and no state directory of the
+// lab whose progress output is out is left. The lab's prefix and state
+// directory are read from its phase lines, so other labs running on this
+// machine at the same time do not matter.
 func assertCleanedUp(t *testing.T, out string) {
 	t.Helper()
+	if dir := stateDirOf(t, out); dirExists(t, dir) {
+		t.Errorf("state directory %s left behind", dir)
+	}
 	m := regexp.MustCompile(`namespaces (dsrlb-(?:[0-9]+-|k)?[0-9a-f]+-)\{`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no namespace prefix in the lab's output:\n%s", out)
@@ -180,6 +211,25 @@ func assertCleanedUp(t *testing.T, out string) {
 			t.Errorf("namespace %s left behind", e.Name())
 		}
 	}
+}
+
+// stateDirOf reads the servers' state directory from the lab's output.
+func stateDirOf(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`==> configuring the servers: dsrlb server up .* --state (\S+)/<server>\.json\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no state directory in the lab's output:\n%s", out)
+	}
+	return m[1]
+}
+
+func dirExists(t *testing.T, dir string) bool {
+	t.Helper()
+	_, err := os.Stat(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 func TestRunProxyIsCaught(t *testing.T) {
@@ -224,7 +274,8 @@ func TestRunProxyIsCaught(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"==> building the lab network",
-		"==> configuring the servers: dsrlb server up --vip 198.18.0.100 --vip 2001:db8:18::100 --interface eth0",
+		"==> configuring the servers: dsrlb server up --vip 198.18.0.100 --vip 2001:db8:18::100 --interface eth0 --state ",
+		"srv3| fake: restored",
 		"==> starting the balancer: dsrlb run --interface eth0",
 		"balancer| fake: proxying 198.18.0.100:80",
 		"IPv4:  10% (6/60 requests, 0 failed)",
@@ -269,8 +320,19 @@ func TestRunKeep(t *testing.T) {
 			t.Errorf("output does not say how to delete %s", name)
 		}
 	}
-	if strings.Contains(out.String(), "server down") {
+	if strings.Contains(out.String(), "unconfiguring") {
 		t.Error("servers were unconfigured in a kept lab")
+	}
+	dir := stateDirOf(t, out.String())
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if !strings.HasPrefix(filepath.Base(dir), keptStateDir) || !dirExists(t, dir) {
+		t.Errorf("kept lab's state directory %s: want it kept, named %s...", dir, keptStateDir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "srv1.json")); err != nil {
+		t.Errorf("kept lab's state file: %v", err)
+	}
+	if !strings.Contains(out.String(), "rm -r "+dir+"\n") {
+		t.Errorf("output does not say how to delete %s", dir)
 	}
 }
 
@@ -278,9 +340,13 @@ func TestRunFailures(t *testing.T) {
 	requireRoot(t)
 	for _, tc := range []struct {
 		mode, want string
+		down       bool // srv1 must be unconfigured
 	}{
-		{"crash", "the balancer exited before answering on http://198.18.0.100:80/: exit status 3: fake: no dataplane"},
-		{"serverfail", "dsrlb server up --vip 198.18.0.100 --interface eth0 in dsrlb-"},
+		{"crash", "the balancer exited before answering on http://198.18.0.100:80/: exit status 3: fake: no dataplane", true},
+		// up failed having changed the server: down undoes it.
+		{"serverfail", "dsrlb server up --vip 198.18.0.100 --interface eth0 --state ", true},
+		// up failed with nothing changed: no down, and no "nothing to restore" error.
+		{"serverfailearly", "dsrlb server up --vip 198.18.0.100 --interface eth0 --state ", false},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			var out syncbuf.Buffer
@@ -290,6 +356,15 @@ func TestRunFailures(t *testing.T) {
 			assertCleanedUp(t, out.String())
 			if err == nil || !strings.Contains(err.Error(), tc.want) || r != nil {
 				t.Fatalf("Run: %v (report %v), want an error containing %q\n%s", err, r, tc.want, out.String())
+			}
+			if strings.Contains(err.Error(), "server down") || strings.Contains(out.String(), "nothing to restore") {
+				t.Errorf("Run: %v, want no failed down\n%s", err, out.String())
+			}
+			if got := strings.Contains(out.String(), "srv1| fake: restored"); got != tc.down {
+				t.Errorf("srv1 unconfigured: %v, want %v\n%s", got, tc.down, out.String())
+			}
+			if strings.HasPrefix(tc.mode, "server") && strings.Contains(out.String(), "srv2|") {
+				t.Errorf("srv2 was touched after srv1 failed:\n%s", out.String())
 			}
 		})
 	}
@@ -314,6 +389,29 @@ func TestRunCancel(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "==> stopping the balancer") || !strings.Contains(out.String(), "==> deleting") {
 		t.Errorf("cancelled run did not stop and tear down:\n%s", out.String())
+	}
+}
+
+// A run cancelled while `server up` hangs, its state file written, kills
+// it and still runs `server down` there.
+func TestRunCancelDuringServerUp(t *testing.T) {
+	requireRoot(t)
+	var out syncbuf.Buffer
+	o := fakeOptions(t, "serverhang", &out)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for !strings.Contains(out.String(), "srv1| fake: state written") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	r, err := Run(ctx, o)
+	assertCleanedUp(t, out.String())
+	if !errors.Is(err, context.Canceled) || r != nil {
+		t.Fatalf("Run: %v, report %v\n%s", err, r, out.String())
+	}
+	if !strings.Contains(out.String(), "srv1| fake: restored") {
+		t.Errorf("srv1 was not unconfigured after its up was killed:\n%s", out.String())
 	}
 }
 

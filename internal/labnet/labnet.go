@@ -115,6 +115,7 @@ func (s *Spec) validate() error {
 		errs = append(errs, fmt.Errorf("Hosts: %d, at most %d", len(s.Hosts), maxHosts))
 	}
 	names := make(map[string]bool, len(s.Hosts))
+	ports := make(map[string]string, len(s.Hosts)) // switch port name: host
 	addrs := make(map[netip.Addr]string, 2*len(s.Hosts))
 	checkAddr := func(field string, h HostSpec, a netip.Addr, subnet netip.Prefix, is4 bool) {
 		if !a.IsValid() {
@@ -142,6 +143,14 @@ func (s *Spec) validate() error {
 			errs = append(errs, fmt.Errorf("%s.Name: %q is the switch's name", field, h.Name))
 		case names[h.Name]:
 			errs = append(errs, fmt.Errorf("%s.Name: %q used twice", field, h.Name))
+		default:
+			// A long name's port is named by index: "p-7" for the 7th
+			// host, which a host named "7" would get too.
+			p := portName(i, h.Name)
+			if other, ok := ports[p]; ok {
+				errs = append(errs, fmt.Errorf("%s.Name: %q would get switch port %s, as host %q does (rename one)", field, h.Name, p, other))
+			}
+			ports[p] = h.Name
 		}
 		names[h.Name] = true
 		checkAddr(field+".Addr4", h, h.Addr4, s.Subnet4, true)

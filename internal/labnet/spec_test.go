@@ -34,6 +34,11 @@ func TestValidate(t *testing.T) {
 		{"family", func(s *Spec) { s.Hosts[1].Addr4 = a4("2001:db8:18::9") }, "Hosts[1].Addr4: 2001:db8:18::9 is the wrong address family"},
 		{"dup addr", func(s *Spec) { s.Hosts[1].Addr4 = a4("198.18.0.1") }, `Hosts[1].Addr4: 198.18.0.1 already belongs to host "a"`},
 		{"no subnet6", func(s *Spec) { s.Subnet6 = netip.Prefix{} }, "Hosts[0].Addr6: 2001:db8:18::1 given but the spec has no subnet"},
+		// Host 1's name is too long for a port name, so its port is p-2.
+		{"port by index, then by name", func(s *Spec) { s.Hosts[1].Name = "a-very-long-host"; s.Hosts[2].Name = "2" },
+			`Hosts[2].Name: "2" would get switch port p-2, as host "a-very-long-host" does`},
+		{"port by name, then by index", func(s *Spec) { s.Hosts[0].Name = "2"; s.Hosts[1].Name = "a-very-long-host" },
+			`Hosts[1].Name: "a-very-long-host" would get switch port p-2, as host "2" does`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := good
