@@ -370,14 +370,18 @@ func TestRunFailures(t *testing.T) {
 	}
 }
 
-func TestRunCancel(t *testing.T) {
+// runCancelledAt runs the lab on the fake binary in mode and cancels it once
+// its output shows marker; Run must then fail as cancelled, with everything
+// torn down. It returns the output.
+func runCancelledAt(t *testing.T, mode, marker string) string {
+	t.Helper()
 	requireRoot(t)
 	var out syncbuf.Buffer
-	o := fakeOptions(t, "silent", &out)
+	o := fakeOptions(t, mode, &out)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
-		// Cancel while Run waits for the silent balancer.
-		for !strings.Contains(out.String(), "==> waiting for the balancer") {
+		for !strings.Contains(out.String(), marker) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
 		cancel()
@@ -387,31 +391,23 @@ func TestRunCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || r != nil {
 		t.Fatalf("Run: %v, report %v\n%s", err, r, out.String())
 	}
-	if !strings.Contains(out.String(), "==> stopping the balancer") || !strings.Contains(out.String(), "==> deleting") {
-		t.Errorf("cancelled run did not stop and tear down:\n%s", out.String())
+	return out.String()
+}
+
+func TestRunCancel(t *testing.T) {
+	// Cancel while Run waits for the silent balancer.
+	out := runCancelledAt(t, "silent", "==> waiting for the balancer")
+	if !strings.Contains(out, "==> stopping the balancer") || !strings.Contains(out, "==> deleting") {
+		t.Errorf("cancelled run did not stop and tear down:\n%s", out)
 	}
 }
 
 // A run cancelled while `server up` hangs, its state file written, kills
 // it and still runs `server down` there.
 func TestRunCancelDuringServerUp(t *testing.T) {
-	requireRoot(t)
-	var out syncbuf.Buffer
-	o := fakeOptions(t, "serverhang", &out)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for !strings.Contains(out.String(), "srv1| fake: state written") {
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-	}()
-	r, err := Run(ctx, o)
-	assertCleanedUp(t, out.String())
-	if !errors.Is(err, context.Canceled) || r != nil {
-		t.Fatalf("Run: %v, report %v\n%s", err, r, out.String())
-	}
-	if !strings.Contains(out.String(), "srv1| fake: restored") {
-		t.Errorf("srv1 was not unconfigured after its up was killed:\n%s", out.String())
+	out := runCancelledAt(t, "serverhang", "srv1| fake: state written")
+	if !strings.Contains(out, "srv1| fake: restored") {
+		t.Errorf("srv1 was not unconfigured after its up was killed:\n%s", out)
 	}
 }
 
