@@ -232,6 +232,14 @@ func (t *Table) VIPs() []netip.Addr { return slices.Clone(t.vips) }
 // Services returns every service, sorted by name, in a new slice.
 func (t *Table) Services() []*Service { return slices.Clone(t.byName) }
 
+// NumServices returns the number of services, and ServiceAt the i-th of
+// them by name (0 <= i < NumServices): Services without the copy, for the
+// packet path. They never allocate.
+func (t *Table) NumServices() int { return len(t.byName) }
+
+// ServiceAt returns the i-th service by name; see NumServices.
+func (t *Table) ServiceAt(i int) *Service { return t.byName[i] }
+
 // Seed returns the seed the table was built with.
 func (t *Table) Seed() uint64 { return t.seed }
 

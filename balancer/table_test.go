@@ -316,14 +316,17 @@ func TestPacketPathAllocs(t *testing.T) {
 	addr := s.Backends()[1].Addr
 	var sink uint64
 	for name, fn := range map[string]func(){
-		"Flow.Hash":       func() { sink += f.Hash(1) },
-		"Flow.Hash3":      func() { sink += f.Hash3(1) },
-		"Table.Lookup":    func() { sink += uint64(tab.Lookup(vip4, TCP, 81).Key().Port) },
-		"Table.HasVIP":    func() { _ = tab.HasVIP(vip6) },
-		"Service.Pick":    func() { i, _ := s.Pick(sink); sink += uint64(i) },
-		"Service.Index":   func() { i, _ := s.Index(addr); sink += uint64(i) },
-		"Service.Backend": func() { sink += uint64(s.Backend(2).Weight) },
-		"Maglev.Lookup":   func() { sink += uint64(m.Lookup(sink)) },
+		"Flow.Hash":            func() { sink += f.Hash(1) },
+		"Flow.Hash3":           func() { sink += f.Hash3(1) },
+		"Table.Lookup":         func() { sink += uint64(tab.Lookup(vip4, TCP, 81).Key().Port) },
+		"Table.HasVIP":         func() { _ = tab.HasVIP(vip6) },
+		"Service.Pick":         func() { i, _ := s.Pick(sink); sink += uint64(i) },
+		"Service.Index":        func() { i, _ := s.Index(addr); sink += uint64(i) },
+		"Service.Backend":      func() { sink += uint64(s.Backend(2).Weight) },
+		"Maglev.Lookup":        func() { sink += uint64(m.Lookup(sink)) },
+		"Table.LookupFragment": func() { sink += uint64(tab.LookupFragment(vip4b, UDP).Key().Port) },
+		"Table.EchoService":    func() { sink += uint64(tab.EchoService(vip4).Key().Port) },
+		"Table.ServiceAt":      func() { sink += uint64(tab.ServiceAt(tab.NumServices() - 1).Key().Port) },
 	} {
 		if n := testing.AllocsPerRun(1000, fn); n != 0 {
 			t.Errorf("%s allocates %v times per call", name, n)

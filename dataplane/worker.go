@@ -453,8 +453,8 @@ func (w *Worker) adoptSlots(t *balancer.Table) {
 	if t == nil {
 		return
 	}
-	for _, svc := range t.Services() {
-		for _, b := range svc.Backends() {
+	for i := range t.NumServices() {
+		for _, b := range t.ServiceAt(i).Backends() {
 			s := b.Slot
 			if w.c.slotEpoch[s] == b.SlotEpoch {
 				continue

@@ -251,6 +251,17 @@ func TestFlowTableBounded(t *testing.T) {
 	}
 }
 
+// A worker taking a new table (its counter slots: adoptSlots, which runs in
+// every batch) allocates nothing either.
+func TestAdoptSlotsAllocs(t *testing.T) {
+	tabs := []*balancer.Table{testTable(t), changedTable(t, testTable(t))}
+	w := NewWorker(lbMAC, 64, 1e12)
+	i := 0
+	if n := testing.AllocsPerRun(100, func() { w.adoptSlots(tabs[i%2]); i++ }); n != 0 {
+		t.Fatalf("adoptSlots allocates %v times per new table", n)
+	}
+}
+
 // The packet path allocates nothing: parse, service lookup, Maglev pick,
 // rewrite, and while tracking the flow table, the old table's choice and the
 // sweep.

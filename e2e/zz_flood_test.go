@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // This file's name makes the flood run last (go test runs a package's tests

@@ -614,8 +614,8 @@ func startChild(ns *netns.NS, binary string, args []string, out *lockedWriter, p
 	// A process group of its own: the terminal's signals (Ctrl-C, a
 	// hangup, which dsrlb run would take for a reload) reach only the lab,
 	// which stops its children in order. If the lab dies anyway, they get
-	// SIGTERM.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// SIGTERM (Linux: childAttr).
+	cmd.SysProcAttr = childAttr()
 	pw := &prefixWriter{out: out, prefix: prefix}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
