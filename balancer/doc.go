@@ -26,9 +26,10 @@
 //     specs and seed build byte-identical tables and hash every flow to the same value, so a
 //     fleet of load balancers agrees on every flow's backend. Changing the hash functions
 //     changes every flow's backend; golden tests pin them.
-//   - No allocation on the packet path. [Table.Lookup], [Table.HasVIP], [Service.Pick],
-//     [Service.Index], [Service.Backend], [Maglev.Lookup], [Flow.Hash] and [Flow.Hash3]
-//     never allocate and never fail with an error; tests assert testing.AllocsPerRun == 0.
+//   - No allocation on the packet path. [Table.Lookup], [Table.HasVIP],
+//     [Table.LookupFragment], [Table.EchoService], [Table.NumServices], [Table.ServiceAt],
+//     [Service.Pick], [Service.Index], [Service.Backend], [Service.Backends],
+//     [Maglev.Lookup], [Flow.Hash] and [Flow.Hash3] never allocate and never fail with an error; tests assert testing.AllocsPerRun == 0.
 //     Lookup and HasVIP accept a nil *Table (nothing published yet) and report no match.
 //   - Minimal disruption. Removing or adding one backend among N moves few flows that did not
 //     belong to it (see the disruption tests for measured fractions).

@@ -12,9 +12,11 @@
 // program instead, which gives each worker the frames received on the CPU
 // it is pinned to: a frame is then received, decided and sent on one CPU,
 // without its slot's cache lines crossing to another, provided the NIC's
-// RSS (or RPS) spreads the flows over the workers' CPUs. A classic BPF socket filter lets only IPv4/IPv6 frames
-// addressed to a VIP reach the rings, and PACKET_IGNORE_OUTGOING keeps the
-// balancer from seeing its own frames.
+// RSS (or RPS) spreads the flows over the workers' CPUs. A classic BPF
+// socket filter lets only IPv4/IPv6 frames addressed to a VIP reach the
+// rings (up to 48 VIPs; beyond that every IPv4/IPv6 frame, the others then
+// dropped as not_vip), and every frame that still carries a VLAN tag; and
+// PACKET_IGNORE_OUTGOING keeps the balancer from seeing its own frames.
 //
 // The kernel hands over every slot on its own, so no frame waits for others
 // to fill a batch. A worker takes the ready slots (up to a transmit batch),
@@ -57,7 +59,12 @@
 // first fragment to a port no service serves is dropped (no_service). A
 // frame whose Ethernet source is the backend picked for it is dropped
 // (loop): a server without the VIP that forwards IP sends it back, and it
-// would circle until its TTL ran out.
+// would circle until its TTL ran out. ICMP to a VIP: an echo request (and
+// the later fragments of a large one) goes to a backend of the VIP's first
+// service by name, chosen by (source, destination); an error quoting a
+// server's reply (unreachable, fragmentation needed, packet too big, time
+// exceeded, parameter problem) goes to the backend of the quoted flow;
+// neighbour discovery is dropped as ndp, the rest as unsupported_protocol.
 //
 // # Flow state
 //
@@ -103,17 +110,20 @@
 // allocates, locks, logs or returns an error per packet: a frame that cannot
 // be forwarded is dropped and counted under a Reason. Only the Ethernet
 // destination and source addresses of a forwarded frame change; the IP packet
-// leaves bit-identical and no checksum is touched. Tests prove both
-// (TestHandleAllocs, FuzzHandle).
+// leaves bit-identical and no checksum is touched; taking a new table
+// (adoptSlots, once per batch) allocates nothing either. Tests prove both
+// (TestHandleAllocs, TestAdoptSlotsAllocs, FuzzHandle); the ring loop around
+// them is not measured by a test.
 //
 // # Memory
 //
 // Per worker: the rings (RingConfig.FrameSize × (Frames + TxFrames)), a
 // 128 KiB buffer for frames too large for a slot, up to 8 MiB of such frames
 // queued on the socket (SO_RCVBUF), and the flow table (FlowEntryBytes ×
-// entries, entries rounded up to a power of two). With the defaults,
-// 16 + 2 + 4.5 MiB per worker, plus the socket queue when large frames
-// arrive faster than read.
+// entries, entries rounded up to a power of two), and about 250 KiB of
+// per-backend counters (MaxBackendSlots of them, counted and published).
+// With the defaults, 16 + 2 + 4.5 MiB plus those 0.4 MiB per worker, plus
+// the socket queue when large frames arrive faster than read.
 //
 // # Attracting the traffic
 //

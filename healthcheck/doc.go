@@ -15,7 +15,9 @@
 //     certificate verification unless TLSVerify is set, since backends
 //     often use self-signed certificates.
 //   - dns: one question (Query, type A, recursion desired) over UDP. An
-//     answer counts when its ID, QR bit and question match; NOERROR and
+//     answer counts when its ID, QR bit, opcode (QUERY) and question match
+//     (one without a question section matches on its ID, and only as an
+//     error: its RCODE must be neither NOERROR nor NXDOMAIN); NOERROR and
 //     NXDOMAIN pass, since both come from the server's data; SERVFAIL,
 //     REFUSED and the other codes fail with the code in the reason. The
 //     default Query "." suits recursive resolvers; give an authoritative

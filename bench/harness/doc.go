@@ -1,6 +1,7 @@
 // Package harness runs the benchmark: it builds a testbed, offers the same
-// load through each Mode in turn (dsrlb with each worker count, the nft
-// reference with and without RPS, the direct path), repetition after
+// load through each Mode in turn (dsrlb with each worker count and, with
+// AltBin or AltFlags, an A/B twin of each, "dsrlb-wN-alt"; the nft
+// reference with and without RPS; the direct path), repetition after
 // repetition, then runs the latency phase, and returns a Report with every
 // raw window and the summaries (medians, min..max, ratios, extra CPU over
 // the direct path, added latency, transit through the balancer).

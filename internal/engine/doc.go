@@ -1,6 +1,9 @@
 // Package engine is dsrlb's control loop. One goroutine (Run) owns the mutable
-// state: the configuration, the backends' MAC addresses and, later, their
-// health. Every change — a MAC resolved or changed, a reload, a health event —
+// state: the configuration, the backends' MAC addresses, their health (one
+// checker per backend), drains and counter slots; the Engine's methods may
+// be called from any goroutine, and hand their work to it (ErrStopped once
+// Run has returned). A service whose backends that take new flows are all
+// down keeps the down ones in its table (fail open). Every change — a MAC resolved or changed, a reload, a health event —
 // is handled by that goroutine, which builds a new immutable balancer.Table
 // and publishes it to the dataplane. Nothing here runs per packet.
 //

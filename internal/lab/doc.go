@@ -6,8 +6,9 @@
 //
 // One Ethernet segment (package labnet) with a client (198.18.0.2), the
 // balancer host "lb" (198.18.0.1) and servers srv1..srvN (198.18.0.11 and
-// up), all in namespaces named with a fresh prefix ("dsrlb-3fa2c1-client",
-// ...), so a second lab running at the same time is unaffected. The VIP is
+// up), all in namespaces named with a fresh prefix ("dsrlb-4711-3fa2c1-client",
+// ..., the lab's process ID and a random tag; "dsrlb-k3fa2c1-..." for a
+// kept lab), so a second lab running at the same time is unaffected. The VIP is
 // 198.18.0.100:80/tcp; with IPv6 the same plan is repeated in
 // 2001:db8:18::/64 (client ::2, lb ::1, srvN ::(10+N) written in decimal
 // digits, VIP [2001:db8:18::100]:80). Only benchmark and documentation
@@ -46,5 +47,6 @@
 //     that did not exit cleanly) returns its Report and an error wrapping
 //     ErrChecksFailed.
 //
-// Linux only in practice: it needs root, network namespaces and `ip`.
+// Linux only in practice: it needs root, network namespaces and `ip` (it
+// builds elsewhere, and fails there at its first namespace).
 package lab

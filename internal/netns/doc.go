@@ -10,6 +10,10 @@
 // throws the poisoned thread away instead of reusing it. Sockets and netlink
 // handles created inside Do stay bound to the namespace after Do returns.
 //
+// Names come from UniquePrefix(base), "BASE-PID-XXXXXX-", which first sweeps
+// the namespaces of base left by processes that no longer run
+// (SweepStale), killing (SIGKILL) any process still inside one.
+//
 // Everything here is Linux only and needs CAP_SYS_ADMIN; on other systems
-// every call returns an error.
+// New, Open and Do return an error and the rest do nothing.
 package netns
