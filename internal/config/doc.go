@@ -40,10 +40,12 @@
 //
 //   - Interface is a non-empty Linux interface name (at most 15 bytes).
 //
-//   - Workers is in 0..256 (0: one per CPU).
+//   - Workers is in 0..256 (0: one per CPU, or per listed CPU with CPUs).
+//     CPUs are distinct; BusyPoll is in 0..10ms; VIPMAC is "interface",
+//     "auto" or a unicast MAC.
 //
-//   - Fanout is "hash" or "cpu"; with "cpu" and more than one worker,
-//     CPUs lists exactly one CPU per worker.
+//   - Fanout is "hash" or "cpu"; with "cpu" and more than one worker (or
+//     workers 0), CPUs lists exactly one CPU per worker.
 //
 //   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
 //     NeighborRefresh >= 1s.
@@ -81,5 +83,8 @@
 //     host is not resolved); DrainTimeout >= 0 (0: no timeout).
 //
 // A Config is a plain value. Once handed to the rest of the program it is
-// treated as immutable: nothing in this package keeps or changes it.
+// treated as immutable: nothing in this package keeps it. The setters a
+// command line applies on top of a file (SetWorkers, SetCPUs, SetFanout,
+// SetBusyPoll, SetVIPMAC, SetAdmin) check their own field, not the fields
+// it combines with: CheckFanout checks the fanout invariant after them.
 package config
