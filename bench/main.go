@@ -103,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	vipMAC := fs.String("vip-mac", "auto", "dsrlb's --vip-mac: auto (the VIPs on a virtual MAC, which the generator then targets) or interface (the lb's own MAC)")
 	altBin := fs.String("alt-bin", "", "A/B: also run this dsrlb binary as mode dsrlb-wN-alt beside each dsrlb-wN")
 	altFlags := fs.String("alt-flags", "", `A/B: also run dsrlb with these extra flags as mode dsrlb-wN-alt (with --alt-bin: that binary)`)
-	ring := fs.String("trafgen-ring", "", "trafgen's ring size (-S), e.g. 8MiB")
+	ring := fs.String("trafgen-ring", "", "trafgen's ring size (-S, passed in KiB), e.g. 8MiB")
 	jsonOut := fs.String("json", "", "write every measurement and the summary as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,10 +119,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Reps: *reps, LatencyReps: *latReps, Warmup: *warmup, Window: *window,
 		Sinks: *sinks, Flows: *flows, Generator: *generator, GenThreads: *threads,
 		Rate: *rate, Latency: *lat, LatencyRate: *latRate, LatencyBatch: *latBatch, RPS: *rps,
-		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), AltBin: *altBin, VIPMAC: *vipMAC, AltFlags: strings.Fields(*altFlags), LatencyPin: *latPin, TrafgenRing: *ring,
+		BridgeNetfilter: *brnf, SinkPass: *sinkPass, DsrlbBin: *dsrlb, DsrlbFlags: strings.Fields(*dsrlbFlags), AltBin: *altBin, VIPMAC: *vipMAC, AltFlags: strings.Fields(*altFlags), LatencyPin: *latPin,
 		Progress: stderr,
 	}
 	var err error
+	if *ring != "" {
+		if cfg.TrafgenRing, err = gen.TrafgenRingSize(*ring); err != nil {
+			fmt.Fprintf(stderr, "bench: --trafgen-ring: %v\n", err)
+			return 2
+		}
+	}
 	if cfg.Traffic, err = gen.ParseTraffic(*traffic); err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 2

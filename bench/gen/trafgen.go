@@ -24,7 +24,8 @@ import (
 type Trafgen struct {
 	// Path is the trafgen executable; "" looks it up in PATH.
 	Path string
-	// RingSize is passed to -S (e.g. "8MiB"); "" keeps trafgen's choice.
+	// RingSize is passed to -S as it is: use TrafgenRingSize to write it;
+	// "" keeps trafgen's choice.
 	RingSize string
 	// Dir receives the configuration file; "" uses the system's temp dir.
 	Dir string
@@ -74,6 +75,27 @@ func TrafgenConfig(l *Load) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// TrafgenRingSize turns a ring size such as "8MiB", "512KiB" or "1GiB" into
+// the KiB form trafgen's -S reads right: trafgen 0.6.8 takes the number
+// before "KiB" and "GiB" but not before "MiB" (every "NMiB" is 1 MiB: "-S
+// 8MiB" sets up a 1 MiB ring, 512 frames of 2 KiB).
+func TrafgenRingSize(s string) (string, error) {
+	units := []struct {
+		suffix string
+		kib    uint64
+	}{{"KiB", 1}, {"MiB", 1 << 10}, {"GiB", 1 << 20}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseUint(num, 10, 32)
+			if err != nil || n == 0 {
+				break
+			}
+			return strconv.FormatUint(n*u.kib, 10) + "KiB", nil
+		}
+	}
+	return "", fmt.Errorf("trafgen ring size %q: want a positive whole number of KiB, MiB or GiB, e.g. 8MiB", s)
 }
 
 // TrafgenArgs returns trafgen's command line (without the program name).

@@ -84,3 +84,17 @@ func TestTrimOutput(t *testing.T) {
 		t.Errorf("sent regexp: %q", m)
 	}
 }
+
+// Ring sizes reach trafgen in KiB, the form it reads right.
+func TestTrafgenRingSize(t *testing.T) {
+	for in, want := range map[string]string{"8MiB": "8192KiB", "512KiB": "512KiB", "1GiB": "1048576KiB", "1MiB": "1024KiB"} {
+		if got, err := TrafgenRingSize(in); err != nil || got != want {
+			t.Errorf("TrafgenRingSize(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "8", "8M", "8 MiB", "0MiB", "-1KiB", "1.5MiB", "MiB", "99999999999GiB"} {
+		if got, err := TrafgenRingSize(in); err == nil {
+			t.Errorf("TrafgenRingSize(%q) = %q, want an error", in, got)
+		}
+	}
+}
