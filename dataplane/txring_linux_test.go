@@ -14,10 +14,9 @@ import (
 // txPair is a veth pair a-b in a namespace of its own: frames sent on a
 // arrive at b.
 type txPair struct {
-	ns     *netns.NS
-	h      *netlink.Handle
-	a, b   netlink.Link
-	closed bool
+	ns   *netns.NS
+	h    *netlink.Handle
+	a, b netlink.Link
 }
 
 func newTxPair(t *testing.T) *txPair {

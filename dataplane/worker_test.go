@@ -49,15 +49,6 @@ func testTable(t testing.TB) *balancer.Table {
 	return tab
 }
 
-// l3 returns everything after the Ethernet header (and tags).
-func l3(t testing.TB, frame []byte) []byte {
-	var p Packet
-	if r := Parse(frame, &p); r != Forwarded {
-		t.Fatalf("parse: %v", r)
-	}
-	return frame[p.L3:]
-}
-
 func TestHandleForwards(t *testing.T) {
 	tab := testTable(t)
 	w := NewWorker(lbMAC, 1024, 1e12)

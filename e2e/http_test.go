@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -61,7 +60,7 @@ func TestHTTPBalancedAndRepliesBypass(t *testing.T) {
 			}
 			out := l.stopBalancer()
 			t.Logf("balancer: %s", lastLine(out))
-			if !strings.Contains(out, fmt.Sprintf("forwarded")) {
+			if !strings.Contains(out, "forwarded") {
 				t.Errorf("no shutdown summary in balancer output:\n%s", out)
 			}
 			t.Logf("frames with source %s: %d sent by the balancer, %d received by the client", vip, lbSeen.out.Load(), clientSeen.in.Load())

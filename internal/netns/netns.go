@@ -3,7 +3,6 @@ package netns
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -78,5 +77,3 @@ func Exists(name string) bool {
 	_, err := os.Stat(bindDir + "/" + name)
 	return err == nil
 }
-
-var errUnsupported = errors.New("network namespaces are only supported on Linux")

@@ -3,10 +3,13 @@
 package netns
 
 import (
+	"errors"
 	"os/exec"
 )
 
 const bindDir = "/run/netns"
+
+var errUnsupported = errors.New("network namespaces are only supported on Linux")
 
 // SweepStale has nothing to sweep on this system.
 func SweepStale(base string) []string { return nil }
