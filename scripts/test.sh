@@ -25,6 +25,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 go vet ./...
+# staticcheck, pinned (fetched through the Go proxy on first use; its
+# settings in staticcheck.conf).
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 # The non-Linux stubs (dataplane_other.go, netns_other.go, ...) must keep compiling.
 GOOS=darwin go build ./...
 # -p 1: one package at a time. The end-to-end, benchmark and flood tests push
