@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dsrlb/dsrlb/internal/netns"
 	"github.com/dsrlb/dsrlb/internal/syncbuf"
 )
 
@@ -74,8 +74,8 @@ func TestLabHangup(t *testing.T) {
 	inodes := map[uint64]string{}
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
-		if fi, err := os.Stat("/run/netns/" + e.Name()); err == nil && strings.HasPrefix(e.Name(), m[1]) {
-			inodes[fi.Sys().(*syscall.Stat_t).Ino] = e.Name()
+		if ino, err := netns.Inode(e.Name()); err == nil && strings.HasPrefix(e.Name(), m[1]) {
+			inodes[ino] = e.Name()
 		}
 	}
 	if len(inodes) == 0 {
@@ -111,23 +111,14 @@ func TestLabHangup(t *testing.T) {
 	}
 }
 
-// processesIn lists the processes whose network namespace (the
-// /proc/PID/ns/net link, "net:[INODE]") is one of inodes, as "PID (comm)
-// in NAME".
+// processesIn lists the processes whose network namespace is one of
+// inodes (netns.Inode), as "PID (comm) in NAME".
 func processesIn(inodes map[uint64]string) []string {
 	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		link, err := os.Readlink("/proc/" + e.Name() + "/ns/net")
-		if err != nil {
-			continue // not a process, or gone
-		}
-		s, ok := strings.CutPrefix(link, "net:[")
-		s, ok2 := strings.CutSuffix(s, "]")
-		ino, err := strconv.ParseUint(s, 10, 64)
-		if name, in := inodes[ino]; ok && ok2 && err == nil && in {
-			comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
-			out = append(out, fmt.Sprintf("%s (%s) in %s", e.Name(), strings.TrimSpace(string(comm)), name))
+	for pid, ino := range netns.ProcessNamespaces() {
+		if name, in := inodes[ino]; in {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			out = append(out, fmt.Sprintf("%d (%s) in %s", pid, strings.TrimSpace(string(comm)), name))
 		}
 	}
 	return out

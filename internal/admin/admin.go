@@ -98,13 +98,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("POST /reload", s.handleReload)
 	mux.HandleFunc("POST /backends/{service}/{addr}/{action}", s.handleBackend)
-	var h http.Handler = mux
-	h = noBody(h)
 	// A web page in a browser on the balancer can send a POST to it: the
 	// cross-origin protection refuses requests a browser marks as coming
 	// from another site (Sec-Fetch-Site, Origin). dsrlb's own client and
 	// curl send neither header and pass.
-	return http.NewCrossOriginProtection().Handler(h)
+	return http.NewCrossOriginProtection().Handler(noBody(mux))
 }
 
 // noBody refuses a request with a body: no endpoint reads one, and a body

@@ -83,21 +83,15 @@ func (e *Engine) reload(cfg *config.Config) (string, error) {
 // none) and is logged again as missing or idle.
 func (e *Engine) forgetRemoved() {
 	addrs := e.backendAddrs()
-	for a := range e.macs {
-		if _, ok := slices.BinarySearchFunc(addrs, a, netip.Addr.Compare); !ok {
-			delete(e.macs, a)
-		}
+	gone := func(a netip.Addr) bool {
+		_, ok := slices.BinarySearchFunc(addrs, a, netip.Addr.Compare)
+		return !ok
 	}
-	for a := range e.missing {
-		if _, ok := slices.BinarySearchFunc(addrs, a, netip.Addr.Compare); !ok {
-			delete(e.missing, a)
-		}
-	}
-	for name := range e.idle {
-		if !slices.ContainsFunc(e.cfg.Services, func(s config.Service) bool { return s.Name == name }) {
-			delete(e.idle, name)
-		}
-	}
+	maps.DeleteFunc(e.macs, func(a netip.Addr, _ [6]byte) bool { return gone(a) })
+	maps.DeleteFunc(e.missing, func(a netip.Addr, _ bool) bool { return gone(a) })
+	maps.DeleteFunc(e.idle, func(name string, _ bool) bool {
+		return !slices.ContainsFunc(e.cfg.Services, func(s config.Service) bool { return s.Name == name })
+	})
 }
 
 // keepRestartFields gives cfg old's values of the fields that only a restart

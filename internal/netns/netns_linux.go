@@ -74,28 +74,44 @@ func SweepStale(base string) []string {
 	return gone
 }
 
-// killInside kills every process but this one whose network namespace is
-// one of the named ones (its /proc/PID/ns/net has the nsfs inode that
-// bindDir/NAME holds), and returns their IDs.
-func killInside(names []string) []int {
+// Inode returns the nsfs inode of the named namespace: what the
+// /proc/PID/ns/net link of a process inside it names ("net:[INODE]"), which
+// stays so after the name is deleted (ProcessNamespaces).
+func Inode(name string) (uint64, error) {
 	self, err := os.Stat("/proc/self/ns/net")
 	if err != nil {
-		return nil
+		return 0, err
 	}
-	nsfs := self.Sys().(*syscall.Stat_t).Dev
+	fi, err := os.Stat(bindDir + "/" + name)
+	if err != nil {
+		return 0, err
+	}
+	// Only a mounted namespace: an empty file left in bindDir has an inode
+	// of another file system.
+	if fi.Sys().(*syscall.Stat_t).Dev != self.Sys().(*syscall.Stat_t).Dev {
+		return 0, fmt.Errorf("network namespace %s: %s is not a mounted namespace", name, bindDir+"/"+name)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino, nil
+}
+
+// ProcessNamespaces maps every process to the inode of its network
+// namespace (see Inode).
+func ProcessNamespaces() map[int]uint64 { return netNamespaces("/proc") }
+
+// killInside kills every process but this one whose network namespace is
+// one of the named ones, and returns their IDs.
+func killInside(names []string) []int {
 	inodes := map[uint64]bool{}
 	for _, name := range names {
-		// Only a mounted namespace: an empty file left in bindDir has an
-		// inode of another file system.
-		if fi, err := os.Stat(bindDir + "/" + name); err == nil && fi.Sys().(*syscall.Stat_t).Dev == nsfs {
-			inodes[fi.Sys().(*syscall.Stat_t).Ino] = true
+		if ino, err := Inode(name); err == nil {
+			inodes[ino] = true
 		}
 	}
 	if len(inodes) == 0 {
 		return nil
 	}
 	var killed []int
-	for pid, ino := range netNamespaces("/proc") {
+	for pid, ino := range ProcessNamespaces() {
 		if inodes[ino] && pid != os.Getpid() && unix.Kill(pid, unix.SIGKILL) == nil {
 			killed = append(killed, pid)
 		}

@@ -11,6 +11,12 @@ const bindDir = "/run/netns"
 
 var errUnsupported = errors.New("network namespaces are only supported on Linux")
 
+// Inode is not supported on this system.
+func Inode(name string) (uint64, error) { return 0, errUnsupported }
+
+// ProcessNamespaces has no namespaces to report on this system.
+func ProcessNamespaces() map[int]uint64 { return nil }
+
 // SweepStale has nothing to sweep on this system.
 func SweepStale(base string) []string { return nil }
 
