@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dsrlb/dsrlb/balancer"
 	"golang.org/x/sys/unix"
@@ -352,16 +353,27 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 	return nil
 }
 
-// processBatch handles the ready slots, at most one transmit batch of them,
-// and gives them back to the kernel. It never allocates.
+// processBatch handles the ready slots, at most one transmit batch of them
+// (or the current block, whole), and gives them back to the kernel. It never
+// allocates.
 func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	p := d.table.Load()
-	t := p.t
-	w.adoptSlots(t)
-	// The kernel stamps each slot with the wall clock when it writes it, or
-	// when the frame reached the interface if the system takes receive
+	w.adoptSlots(p.t)
+	// The kernel stamps each frame with the wall clock when it writes it,
+	// or when the frame reached the interface if the system takes receive
 	// timestamps: the ring wait ends here, for the whole batch.
 	now, wall := d.clock()
+	if r.bsize > 0 {
+		d.processBlock(w, r, p, now, wall)
+	} else {
+		d.processSlots(w, r, p, now, wall)
+	}
+	r.flush()
+	r.release()
+	w.maintain(now)
+}
+
+func (d *Dataplane) processSlots(w *Worker, r *ring, p *tableRef, now, wall int64) {
 	for range r.batch {
 		s, status, ok := r.next()
 		if !ok {
@@ -369,29 +381,61 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 		}
 		h := slotHdr(s)
 		w.c.observeRingWait(wall - (int64(h.Sec)*1e9 + int64(h.Nsec)))
-		mac, snap := int(h.Mac), int(h.Snaplen)
-		switch {
-		case status&unix.TP_STATUS_COPY != 0:
+		if status&unix.TP_STATUS_COPY != 0 {
 			// Too large for a slot: the whole frame waits on the socket.
 			// Send what is queued first, so frames keep their order.
 			r.flush()
 			d.forwardBig(w, r, h, status, p, now)
-		case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minFrameOff || snap < int(h.Len):
-			w.c.received++
-			w.c.reasons[DropTruncated]++
-		case w.handle(s[mac:mac+snap], t, p.flows, now) == Forwarded:
-			start := mac - sizeofVnetHdr
-			if status&unix.TP_STATUS_VLAN_VALID != 0 {
-				start = insertVLANTag(s, mac, vlanTPID(h, status), h.Vlan_tci)
-			}
-			if r.queue(s[start:mac+snap]) != 0 {
-				w.refused(snap)
-			}
+			continue
+		}
+		d.forwardFrame(w, r, s, minFrameOff, int(h.Mac), int(h.Snaplen), int(h.Len), p, now, status, h.Vlan_tci, vlanTPID(h, status))
+	}
+}
+
+// processBlock handles every frame of the current block of a TPACKET_V3
+// ring. The kernel wrote the block's frame count and offsets; they are
+// checked against the block all the same.
+func (d *Dataplane) processBlock(w *Worker, r *ring, p *tableRef, now, wall int64) {
+	b := r.block()
+	bd := (*unix.TpacketHdrV1)(unsafe.Pointer(&b[blockStatusOff]))
+	off := int(bd.Offset_to_first_pkt)
+	for range int(bd.Num_pkts) {
+		if off < blockStatusOff+int(unsafe.Sizeof(*bd)) || off+int(unsafe.Sizeof(unix.Tpacket3Hdr{})) > len(b) {
+			break
+		}
+		s := b[off:]
+		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&s[0]))
+		w.c.observeRingWait(wall - (int64(h.Sec)*1e9 + int64(h.Nsec)))
+		tpid := uint16(etherTypeVLAN)
+		if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+			tpid = h.Hv1.Vlan_tpid
+		}
+		d.forwardFrame(w, r, s, minBlockFrameOff, int(h.Mac), int(h.Snaplen), int(h.Len), p, now, h.Status, uint16(h.Hv1.Vlan_tci), tpid)
+		if h.Next_offset == 0 {
+			break
+		}
+		off += int(h.Next_offset)
+	}
+}
+
+// forwardFrame decides the frame at s[mac:mac+snap] (of length length on the
+// wire; the kernel wrote its header below minOff and its virtio_net_hdr just
+// before mac) and queues it for transmit if it is forwarded, with the VLAN
+// tag the kernel took off it (status TP_STATUS_VLAN_VALID) put back.
+func (d *Dataplane) forwardFrame(w *Worker, r *ring, s []byte, minOff, mac, snap, length int, p *tableRef, now int64, status uint32, tci, tpid uint16) {
+	switch {
+	case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minOff || snap < length:
+		w.c.received++
+		w.c.reasons[DropTruncated]++
+	case w.handle(s[mac:mac+snap], p.t, p.flows, now) == Forwarded:
+		start := mac - sizeofVnetHdr
+		if status&unix.TP_STATUS_VLAN_VALID != 0 {
+			start = insertVLANTag(s, mac, tpid, tci)
+		}
+		if r.queue(s[start:mac+snap]) != 0 {
+			w.refused(snap)
 		}
 	}
-	r.flush()
-	r.release()
-	w.maintain(now)
 }
 
 // forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket,

@@ -13,13 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ring is one worker's AF_PACKET socket with a TPACKET_V2 RX ring, and its
-// transmit ring (txRing).
+// ring is one worker's AF_PACKET socket with its RX ring, and its transmit
+// ring (txRing).
 //
-// The kernel hands over each slot on its own (TP_STATUS_USER) and wakes a
-// sleeping worker for it, so a frame waits for no batch to fill. The worker
-// takes the ready slots in order, copies the forwarded frames to the transmit
-// ring, and returns the slots to the kernel.
+// With a TPACKET_V2 ring (the default) the kernel hands over each slot on its
+// own (TP_STATUS_USER) and wakes a sleeping worker for it, so a frame waits
+// for no batch to fill. The worker takes the ready slots in order, copies the
+// forwarded frames to the transmit ring, and returns the slots to the kernel.
+// With a TPACKET_V3 ring (RingConfig.Blocks) the unit handed over and
+// returned is a block of frames.
 type ring struct {
 	fd        int
 	mem       []byte
@@ -27,6 +29,10 @@ type ring struct {
 	frames    int
 	cur       int // next slot to look at
 	held      int // slots before cur that are taken but not yet returned
+
+	// A TPACKET_V3 ring (bsize > 0): nblocks blocks of bsize bytes, bcur
+	// the next to look at.
+	bsize, nblocks, bcur int
 
 	// big receives a frame that did not fit a slot (TP_STATUS_COPY).
 	big []byte
@@ -45,7 +51,8 @@ type fanoutGroup struct {
 }
 
 // openRing opens a socket bound to ifindex, receiving through the VIP filter
-// into a TPACKET_V2 ring, joined to the fanout group.
+// into a TPACKET_V2 ring (or a TPACKET_V3 one: cfg.Blocks), joined to the
+// fanout group.
 func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instruction) (*ring, error) {
 	if cfg.FrameSize < 2048 || cfg.FrameSize > ringBlockSize || cfg.FrameSize&(cfg.FrameSize-1) != 0 {
 		return nil, fmt.Errorf("ring frame size %d: want a power of two from 2048 to %d", cfg.FrameSize, ringBlockSize)
@@ -59,6 +66,10 @@ func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instr
 		return nil, os.NewSyscallError("socket(AF_PACKET)", err)
 	}
 	r := &ring{fd: fd, frameSize: cfg.FrameSize, frames: blocks * perBlock}
+	if cfg.Blocks {
+		r.bsize = blockSize
+		r.nblocks = max(1, blocks*ringBlockSize/blockSize)
+	}
 	if err := r.setup(ifindex, blocks, group, filter); err != nil {
 		r.close()
 		return nil, err
@@ -81,12 +92,17 @@ func (r *ring) setup(ifindex, blocks int, group fanoutGroup, filter []bpf.Instru
 	if err := setFilter(fd, filter); err != nil {
 		return err
 	}
+	version := sockOpt{"PACKET_VERSION=TPACKET_V2", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, true}
+	if r.bsize > 0 {
+		version = sockOpt{"PACKET_VERSION=TPACKET_V3", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3, true}
+	}
 	err := setSockOpts(fd, "", []sockOpt{
-		{"PACKET_VERSION=TPACKET_V2", unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2, true},
+		version,
 		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1, true},
 		{"PACKET_IGNORE_OUTGOING", unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1, true},
 		// A frame larger than a slot goes to the socket's queue whole, and
 		// its slot says so (TP_STATUS_COPY), instead of being truncated.
+		// (A TPACKET_V3 ring ignores it: a block holds any frame.)
 		{"PACKET_COPY_THRESH", unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1, true},
 		{"PACKET_QDISC_BYPASS", unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1, false},
 		{"SO_RCVBUFFORCE", unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf, false},
@@ -94,7 +110,12 @@ func (r *ring) setup(ifindex, blocks int, group fanoutGroup, filter []bpf.Instru
 	if err != nil {
 		return err
 	}
-	mem, err := mapRing(fd, unix.PACKET_RX_RING, blocks, r.frameSize, r.frames)
+	var mem []byte
+	if r.bsize > 0 {
+		mem, err = mapBlockRing(fd, r.nblocks, r.bsize, r.frameSize)
+	} else {
+		mem, err = mapRing(fd, unix.PACKET_RX_RING, blocks, r.frameSize, r.frames)
+	}
 	if err != nil {
 		return err
 	}
@@ -172,7 +193,29 @@ func mapRing(fd, which, blocks, frameSize, frames int) ([]byte, error) {
 	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, which, &req); err != nil {
 		return nil, fmt.Errorf("set %s (%d slots of %d bytes): %w", name, frames, frameSize, os.NewSyscallError("setsockopt", err))
 	}
-	size := blocks * ringBlockSize
+	return mapRingMem(fd, name, blocks*ringBlockSize)
+}
+
+// mapBlockRing gives fd a TPACKET_V3 receive ring of blocks blocks of bsize
+// bytes (frameSize only bounds the frames the kernel accepts) and maps it
+// like mapRing.
+func mapBlockRing(fd, blocks, bsize, frameSize int) ([]byte, error) {
+	req := unix.TpacketReq3{
+		Block_size:     uint32(bsize),
+		Block_nr:       uint32(blocks),
+		Frame_size:     uint32(frameSize),
+		Frame_nr:       uint32(bsize / frameSize * blocks),
+		Retire_blk_tov: blockTimeoutMs,
+	}
+	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+		return nil, fmt.Errorf("set PACKET_RX_RING (TPACKET_V3, %d blocks of %d bytes): %w", blocks, bsize, os.NewSyscallError("setsockopt", err))
+	}
+	return mapRingMem(fd, "PACKET_RX_RING", blocks*bsize)
+}
+
+// mapRingMem maps size bytes of fd's ring, locked in memory if
+// RLIMIT_MEMLOCK allows.
+func mapRingMem(fd int, name string, size int) ([]byte, error) {
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_LOCKED|unix.MAP_POPULATE)
 	if err != nil {
 		// MAP_LOCKED fails under a small RLIMIT_MEMLOCK; the ring works without.
@@ -231,18 +274,34 @@ func (r *ring) next() (s []byte, status uint32, ok bool) {
 	return s, status, true
 }
 
-// ready reports whether the current slot belongs to userspace.
-func (r *ring) ready() bool {
-	return atomic.LoadUint32(&slotHdr(r.slot(r.cur)).Status)&unix.TP_STATUS_USER != 0
+// block returns the current block of a TPACKET_V3 ring, which is valid while
+// it is ready and until releaseBlock.
+func (r *ring) block() []byte {
+	off := r.bcur * r.bsize
+	return r.mem[off : off+r.bsize : off+r.bsize]
 }
 
-// spin watches the current slot for up to d and reports whether it became
-// ready.
+// status returns the status word of the current slot, or of the current
+// block.
+func (r *ring) status() *uint32 {
+	if r.bsize > 0 {
+		return (*uint32)(unsafe.Pointer(&r.mem[r.bcur*r.bsize+blockStatusOff]))
+	}
+	return &slotHdr(r.slot(r.cur)).Status
+}
+
+// ready reports whether the current slot (or block) belongs to userspace.
+func (r *ring) ready() bool {
+	return atomic.LoadUint32(r.status())&unix.TP_STATUS_USER != 0
+}
+
+// spin watches the current slot (or block) for up to d and reports whether
+// it became ready.
 func (r *ring) spin(d time.Duration) bool {
 	if d <= 0 {
 		return false
 	}
-	h := &slotHdr(r.slot(r.cur)).Status
+	h := r.status()
 	deadline := time.Now().Add(d)
 	for {
 		for range 64 {
@@ -259,7 +318,8 @@ func (r *ring) spin(d time.Duration) bool {
 	}
 }
 
-// wait blocks in poll until the current slot is ready or timeoutMs passes.
+// wait blocks in poll until the current slot (or block) is ready or
+// timeoutMs passes.
 //
 // A pending socket error (ENETDOWN when the interface goes down: the kernel
 // sets it on every packet socket bound there, and the ring keeps working when
@@ -285,9 +345,16 @@ func (r *ring) wait(timeoutMs int) error {
 	return nil
 }
 
-// release hands every held slot back to the kernel, oldest first. Nothing
-// queued for transmit may point into them any more.
+// release hands every held slot, or the current block, back to the kernel,
+// oldest first. Nothing queued for transmit may point into them any more.
 func (r *ring) release() {
+	if r.bsize > 0 {
+		atomic.StoreUint32(r.status(), unix.TP_STATUS_KERNEL)
+		if r.bcur++; r.bcur == r.nblocks {
+			r.bcur = 0
+		}
+		return
+	}
 	i := r.cur - r.held
 	if i < 0 {
 		i += r.frames
@@ -301,9 +368,18 @@ func (r *ring) release() {
 }
 
 // queue copies buf (a virtio_net_hdr and a frame) to the transmit ring,
-// kicking the kernel when a batch is marked. It returns 1 if the frame could
-// not be queued, else 0.
+// kicking the kernel when a batch is marked; a frame too large for a
+// transmit slot (from a block: a TPACKET_V2 slot's frames always fit) is
+// sent at once, after what is queued. It returns 1 if the frame could not be
+// queued or sent, else 0.
 func (r *ring) queue(buf []byte) (refused int) {
+	if len(buf) > r.tx.frameSize-txDataOff {
+		r.flush()
+		if !r.send(buf) {
+			return 1
+		}
+		return 0
+	}
 	if !r.tx.put(buf) {
 		return 1
 	}
@@ -359,6 +435,13 @@ func (r *ring) send(buf []byte) bool {
 // kernelDrops returns the frames the kernel dropped for want of ring space
 // since the last call (reading resets the kernel's counter).
 func (r *ring) kernelDrops() uint64 {
+	if r.bsize > 0 {
+		st, err := unix.GetsockoptTpacketStatsV3(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		if err != nil {
+			return 0
+		}
+		return uint64(st.Drops)
+	}
 	st, err := unix.GetsockoptTpacketStats(r.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return 0

@@ -77,7 +77,17 @@ func (o frameOpts) udp4(t *testing.T, src netip.Addr, sport, dport uint16, paylo
 // through a running balancer: nothing crashes, each frame is dropped under
 // the right reason, filtered in the kernel, or forwarded and answered, and
 // legitimate traffic sent between them is all delivered.
-func TestMalformedCorpus(t *testing.T) {
+func TestMalformedCorpus(t *testing.T) { malformedCorpus(t, "", "ring=frames") }
+
+// The same corpus through a worker on a TPACKET_V3 ring (ring: blocks), which
+// reads the frames, their VLAN tags and the virtio headers of checksum
+// offload from blocks, and sends the jumbo frame (larger than a transmit
+// slot) on its own.
+func TestMalformedCorpusBlocks(t *testing.T) { malformedCorpus(t, "ring: blocks\n", "ring=blocks") }
+
+// malformedCorpus runs the corpus through a balancer whose config has extra
+// at its top and whose start-up log says ring.
+func malformedCorpus(t *testing.T, extra, ring string) {
 	l := newDSRLab(t, 3)
 	// Jumbo frames need a jumbo segment.
 	for _, h := range append([]*labnet.Host{l.client, l.lb}, l.servers...) {
@@ -88,7 +98,10 @@ func TestMalformedCorpus(t *testing.T) {
 			t.Fatalf("%s port mtu: %v %s", h.Name, err, out)
 		}
 	}
-	l.startBalancer(l.config(l.servers, ""))
+	l.startBalancer(l.config(l.servers, extra))
+	if !strings.Contains(l.lbOut.String(), ring) {
+		t.Fatalf("the balancer's start-up log does not say %s:\n%s", ring, l.lbOut.String())
+	}
 	in := newInjector(t, l.client)
 	o := frameOpts{dst: l.lb.MAC, src: l.client.MAC}
 	client := l.client.Addr4

@@ -80,6 +80,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 			"dsrlb: run: fanout: cpu needs every worker pinned to a CPU of its own: 2 workers, 0 CPUs in cpus (--fanout, --cpus, --workers)\n"},
 		{"bad fanout", []string{"run", "--fanout", "rr", "--interface", noIface, "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
 			"dsrlb: run: --fanout: \"rr\": want \"hash\" or \"cpu\"\n"},
+		{"bad ring", []string{"run", "--ring", "v3", "--interface", noIface, "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
+			"dsrlb: run: --ring: \"v3\": want \"frames\" or \"blocks\"\n"},
 		{"workers out of range with a config", []string{"run", "--config", file("h.yaml", goodConfig), "--workers", "5000"},
 			"dsrlb: run: --workers: must be between 0 and 256, got 5000\n"},
 		{"negative workers with a config", []string{"run", "--config", file("i.yaml", goodConfig), "--workers", "-3"},

@@ -73,6 +73,10 @@ type Config struct {
 	// FanoutHash (by flow) or FanoutCPU (by the CPU that received them;
 	// every worker then needs a CPU of its own in CPUs).
 	Fanout string
+	// Ring is how the kernel hands received frames to a worker: RingFrames
+	// (each on its own, the least latency) or RingBlocks (in blocks of
+	// frames: less CPU per frame, up to a millisecond more latency).
+	Ring string
 	// VIPMAC is the MAC address the VIPs answer on: VIPMACInterface (the
 	// interface's own), VIPMACAuto (a virtual MAC derived from it) or a
 	// unicast MAC in canonical form.
@@ -269,6 +273,25 @@ func (c *Config) SetFanout(v string) error {
 	return fmt.Errorf("%q: want %q or %q", v, FanoutHash, FanoutCPU)
 }
 
+// The values of ring.
+const (
+	RingFrames = "frames"
+	RingBlocks = "blocks"
+)
+
+// SetRing sets Ring, as the ring key would: "frames" (or "") or "blocks".
+func (c *Config) SetRing(v string) error {
+	switch v = strings.TrimSpace(v); v {
+	case "", RingFrames:
+		c.Ring = RingFrames
+		return nil
+	case RingBlocks:
+		c.Ring = RingBlocks
+		return nil
+	}
+	return fmt.Errorf("%q: want %q or %q", v, RingFrames, RingBlocks)
+}
+
 // SetWorkers sets Workers, as the workers key would: 0 (one per CPU) to 256.
 func (c *Config) SetWorkers(n int) error {
 	if n < 0 || n > maxWorkers {
@@ -297,6 +320,7 @@ func defaultConfig() *Config {
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
 		Fanout:          FanoutHash,
+		Ring:            RingFrames,
 		VIPMAC:          VIPMACInterface,
 	}
 }
@@ -442,7 +466,7 @@ type decoder struct {
 }
 
 var (
-	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "fanout", "vip_mac", "services"}
+	topKeys       = []string{"interface", "workers", "seed", "flow_table", "neighbor_refresh", "admin", "drain_timeout", "busy_poll", "cpus", "fanout", "ring", "vip_mac", "services"}
 	flowTableKeys = []string{"size", "idle_timeout"}
 	serviceKeys   = []string{"name", "vip", "port", "protocol", "table_size", "health", "backends"}
 	backendKeys   = []string{"address", "mac", "weight", "health"}
@@ -520,6 +544,11 @@ func (d *decoder) decode(data []byte) *Config {
 	if v, ok := d.str(topField("fanout"), top["fanout"]); ok {
 		if err := c.SetFanout(v); err != nil {
 			d.fail(topField("fanout"), top["fanout"], err.Error())
+		}
+	}
+	if v, ok := d.str(topField("ring"), top["ring"]); ok {
+		if err := c.SetRing(v); err != nil {
+			d.fail(topField("ring"), top["ring"], err.Error())
 		}
 	}
 	if v, ok := d.str(topField("vip_mac"), top["vip_mac"]); ok {
@@ -928,6 +957,9 @@ func (c *Config) validate(r *report) {
 	}
 	if msg := c.checkFanout(); msg != "" {
 		r.add(topField("fanout"), msg)
+	}
+	if c.Ring != RingFrames && c.Ring != RingBlocks {
+		r.add(topField("ring"), fmt.Sprintf("%q: want %q or %q", c.Ring, RingFrames, RingBlocks))
 	}
 
 	type key struct {

@@ -38,6 +38,7 @@ func TestLoadExample(t *testing.T) {
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
 		Fanout:          FanoutHash,
+		Ring:            RingFrames,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "web",
@@ -79,6 +80,7 @@ services:
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
 		Fanout:          FanoutHash,
+		Ring:            RingFrames,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{{
 			Name:      "dns",
@@ -318,6 +320,10 @@ var parseErrorCases = []struct {
 		want: []string{`fanout: "round-robin": want "hash" or "cpu" (line 1)`},
 	},
 	{
+		name: "ring unknown",
+		in:   "ring: v3\n" + validYAML,
+		want: []string{`ring: "v3": want "frames" or "blocks" (line 1)`},
+	}, {
 		name: "fanout cpu without cpus",
 		in:   "fanout: cpu\n" + validYAML,
 		want: []string{`fanout: cpu needs every worker pinned to a CPU of its own: set cpus (with workers 0, one worker per listed CPU) (line 1)`},
@@ -793,6 +799,7 @@ func TestFromFlags(t *testing.T) {
 		Admin:           DefaultAdmin,
 		BusyPoll:        DefaultBusyPoll,
 		Fanout:          FanoutHash,
+		Ring:            RingFrames,
 		VIPMAC:          VIPMACInterface,
 		Services: []Service{
 			{Name: "vip0", VIP: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: TCP, TableSize: 65537,
@@ -902,6 +909,29 @@ func TestFanout(t *testing.T) {
 	}
 	if err := c.SetFanout("CPU"); err == nil {
 		t.Errorf("SetFanout(CPU) took it as %q", c.Fanout)
+	}
+}
+
+func TestRing(t *testing.T) {
+	for in, want := range map[string]string{"": RingFrames, "ring: frames\n": RingFrames, "ring: blocks\n": RingBlocks} {
+		c, err := Parse([]byte(in + validYAML))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if c.Ring != want {
+			t.Errorf("%q: Ring %q, want %q", in, c.Ring, want)
+		}
+	}
+	var c Config
+	if err := c.SetRing("blocks"); err != nil || c.Ring != RingBlocks {
+		t.Errorf("SetRing(blocks): %v, %q", err, c.Ring)
+	}
+	if err := c.SetRing(""); err != nil || c.Ring != RingFrames {
+		t.Errorf("SetRing(\"\"): %v, %q", err, c.Ring)
+	}
+	if err := c.SetRing("Blocks"); err == nil || c.Ring != RingFrames {
+		t.Errorf("SetRing(Blocks) took it (Ring %q)", c.Ring)
 	}
 }
 

@@ -98,12 +98,12 @@ func (e *Engine) forgetRemoved() {
 // applies, and returns a note if any differed.
 func keepRestartFields(old, cfg *config.Config) []string {
 	if cfg.Workers == old.Workers && cfg.FlowTable == old.FlowTable && cfg.BusyPoll == old.BusyPoll && slices.Equal(cfg.CPUs, old.CPUs) &&
-		cfg.Fanout == old.Fanout && cfg.VIPMAC == old.VIPMAC && cfg.Admin == old.Admin {
+		cfg.Fanout == old.Fanout && cfg.Ring == old.Ring && cfg.VIPMAC == old.VIPMAC && cfg.Admin == old.Admin {
 		return nil
 	}
-	cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.Fanout, cfg.VIPMAC, cfg.Admin =
-		old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.Fanout, old.VIPMAC, old.Admin
-	return []string{"workers, cpus, fanout, flow_table, busy_poll, vip_mac and admin changes take effect at the next restart"}
+	cfg.Workers, cfg.FlowTable, cfg.BusyPoll, cfg.CPUs, cfg.Fanout, cfg.Ring, cfg.VIPMAC, cfg.Admin =
+		old.Workers, old.FlowTable, old.BusyPoll, old.CPUs, old.Fanout, old.Ring, old.VIPMAC, old.Admin
+	return []string{"workers, cpus, fanout, ring, flow_table, busy_poll, vip_mac and admin changes take effect at the next restart"}
 }
 
 // saved is the control state a reload changes, to undo it.

@@ -71,7 +71,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		Fanout:          fanout,
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
-		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll)},
+		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll), Blocks: cfg.Ring == config.RingBlocks},
 		VIPMAC:          vipMAC,
 		Log:             log,
 	}, t)
@@ -82,7 +82,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 	for _, s := range t.Services() {
 		backends += len(s.Backends())
 	}
-	log.Info("dsrlb running", "interface", cfg.Interface, "vip_mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs), "fanout", cfg.Fanout,
+	log.Info("dsrlb running", "interface", cfg.Interface, "vip_mac", dp.MAC().String(), "workers", dp.Workers(), "cpus", fmt.Sprint(cfg.CPUs), "fanout", cfg.Fanout, "ring", cfg.Ring,
 		"services", len(t.Services()), "backends", backends,
 		"flow_table_bytes_per_worker", dataplane.NewFlowTable(cfg.FlowTable.Size, 1).Cap()*dataplane.FlowEntryBytes, "admin", cfg.Admin)
 	for _, s := range t.Services() {
