@@ -30,7 +30,20 @@
 // for a slot (jumbo frames, GSO super-frames) is queued whole on the socket
 // with PACKET_COPY_THRESH and its slot says so; the worker reads it with
 // recvfrom and sends it with sendto from the receiving socket, after the
-// frames before it, so order is kept. When its ring runs empty a worker spins on it for
+// frames before it, so order is kept.
+//
+// With RingConfig.Blocks the receive ring is a TPACKET_V3 one instead: 64
+// blocks of 256 KiB (the same 16 MiB), the kernel packing frames into a block
+// and handing the block over when it is full or 1 ms after its first frame.
+// The worker then decides every frame of a block, copies the forwarded ones
+// to the transmit ring (kicking it every transmit batch), sends a frame too
+// large for a transmit slot on its own after the ones before it, and returns
+// the block: one slot handshake per block instead of per frame, and frames
+// written back to back, for up to the timeout of added latency. A block holds
+// any frame up to 128 KiB; the kernel truncates larger ones, which are
+// dropped as truncated.
+//
+// When its ring runs empty a worker spins on it for
 // RingConfig.BusyPoll (200 µs by default, yielding the CPU to anything else
 // runnable) before it sleeps in poll: a worker that never sleeps needs no
 // wake-up, which on a VM costs more than forwarding a frame. Worker threads
@@ -117,7 +130,8 @@
 //
 // # Memory
 //
-// Per worker: the rings (RingConfig.FrameSize × (Frames + TxFrames)), a
+// Per worker: the rings (RingConfig.FrameSize × (Frames + TxFrames), with
+// Blocks the same, in blocks), a
 // 128 KiB buffer for frames too large for a slot, up to 8 MiB of such frames
 // queued on the socket (SO_RCVBUF), and the flow table (FlowEntryBytes ×
 // entries, entries rounded up to a power of two), and about 250 KiB of

@@ -47,6 +47,8 @@
 //   - Fanout is "hash" or "cpu"; with "cpu" and more than one worker (or
 //     workers 0), CPUs lists exactly one CPU per worker.
 //
+//   - Ring is "frames" or "blocks".
+//
 //   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
 //     NeighborRefresh >= 1s.
 //
@@ -84,7 +86,7 @@
 //
 // A Config is a plain value. Once handed to the rest of the program it is
 // treated as immutable: nothing in this package keeps it. The setters a
-// command line applies on top of a file (SetWorkers, SetCPUs, SetFanout,
+// command line applies on top of a file (SetWorkers, SetCPUs, SetFanout, SetRing,
 // SetBusyPoll, SetVIPMAC, SetAdmin) check their own field, not the fields
 // it combines with: CheckFanout checks the fanout invariant after them.
 package config
