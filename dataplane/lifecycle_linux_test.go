@@ -46,8 +46,15 @@ func workerStates(t *testing.T) map[string]byte {
 // ENETDOWN pending on the worker's socket. An idle worker must still sleep
 // (a pending error makes poll return at once), and the next frame too large
 // for a ring slot, read from the socket, must be forwarded (a pending error
-// fails that read without dequeuing the frame).
+// fails that read without dequeuing the frame). The same for a worker on a
+// ring of blocks, where that frame is in a block.
 func TestWorkerAfterLinkFlap(t *testing.T) {
+	for _, blocks := range []bool{false, true} {
+		t.Run(map[bool]string{false: "frames", true: "blocks"}[blocks], func(t *testing.T) { workerAfterLinkFlap(t, blocks) })
+	}
+}
+
+func workerAfterLinkFlap(t *testing.T, blocks bool) {
 	p := newTxPair(t)
 	for _, l := range []string{"a", "b"} {
 		link, err := p.h.LinkByName(l)
@@ -59,7 +66,7 @@ func TestWorkerAfterLinkFlap(t *testing.T) {
 		}
 	}
 	stray := workerStates(t)
-	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1}})
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1, Blocks: blocks}})
 	rx := p.receiver(t)
 
 	if err := p.h.LinkSetDown(p.a); err != nil {
