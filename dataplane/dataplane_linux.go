@@ -388,7 +388,8 @@ func (d *Dataplane) processSlots(w *Worker, r *ring, p *tableRef, now, wall int6
 			d.forwardBig(w, r, h, status, p, now)
 			continue
 		}
-		d.forwardFrame(w, r, s, minFrameOff, int(h.Mac), int(h.Snaplen), int(h.Len), p, now, status, h.Vlan_tci, vlanTPID(h, status))
+		d.forwardFrame(w, r, p, now, s, rxFrame{minOff: minFrameOff, mac: int(h.Mac), snap: int(h.Snaplen), length: int(h.Len),
+			status: status, tci: h.Vlan_tci, tpid: vlanTPID(h, status)})
 	}
 }
 
@@ -406,11 +407,12 @@ func (d *Dataplane) processBlock(w *Worker, r *ring, p *tableRef, now, wall int6
 		s := b[off:]
 		h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&s[0]))
 		w.c.observeRingWait(wall - (int64(h.Sec)*1e9 + int64(h.Nsec)))
-		tpid := uint16(etherTypeVLAN)
+		f := rxFrame{minOff: minBlockFrameOff, mac: int(h.Mac), snap: int(h.Snaplen), length: int(h.Len),
+			status: h.Status, tci: uint16(h.Hv1.Vlan_tci), tpid: etherTypeVLAN}
 		if h.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
-			tpid = h.Hv1.Vlan_tpid
+			f.tpid = h.Hv1.Vlan_tpid
 		}
-		d.forwardFrame(w, r, s, minBlockFrameOff, int(h.Mac), int(h.Snaplen), int(h.Len), p, now, h.Status, uint16(h.Hv1.Vlan_tci), tpid)
+		d.forwardFrame(w, r, p, now, s, f)
 		if h.Next_offset == 0 {
 			break
 		}
@@ -418,22 +420,31 @@ func (d *Dataplane) processBlock(w *Worker, r *ring, p *tableRef, now, wall int6
 	}
 }
 
-// forwardFrame decides the frame at s[mac:mac+snap] (of length length on the
-// wire; the kernel wrote its header below minOff and its virtio_net_hdr just
-// before mac) and queues it for transmit if it is forwarded, with the VLAN
-// tag the kernel took off it (status TP_STATUS_VLAN_VALID) put back.
-func (d *Dataplane) forwardFrame(w *Worker, r *ring, s []byte, minOff, mac, snap, length int, p *tableRef, now int64, status uint32, tci, tpid uint16) {
+// rxFrame is what the kernel says about a frame it wrote into a ring slot or
+// block: the frame is at mac, snap bytes of it (length on the wire), its
+// virtio_net_hdr just before mac and the kernel's own header below minOff;
+// status TP_STATUS_VLAN_VALID: the kernel took off a VLAN tag (tpid, tci).
+type rxFrame struct {
+	minOff, mac, snap, length int
+	status                    uint32
+	tci, tpid                 uint16
+}
+
+// forwardFrame decides frame f in s (a slot, or a block from the frame's
+// header on) and queues it for transmit if it is forwarded, with the VLAN
+// tag the kernel took off it put back.
+func (d *Dataplane) forwardFrame(w *Worker, r *ring, p *tableRef, now int64, s []byte, f rxFrame) {
 	switch {
-	case mac+snap > len(s) || mac-sizeofVnetHdr-vlanTagLen < minOff || snap < length:
+	case f.mac+f.snap > len(s) || f.mac-sizeofVnetHdr-vlanTagLen < f.minOff || f.snap < f.length:
 		w.c.received++
 		w.c.reasons[DropTruncated]++
-	case w.handle(s[mac:mac+snap], p.t, p.flows, now) == Forwarded:
-		start := mac - sizeofVnetHdr
-		if status&unix.TP_STATUS_VLAN_VALID != 0 {
-			start = insertVLANTag(s, mac, tpid, tci)
+	case w.handle(s[f.mac:f.mac+f.snap], p.t, p.flows, now) == Forwarded:
+		start := f.mac - sizeofVnetHdr
+		if f.status&unix.TP_STATUS_VLAN_VALID != 0 {
+			start = insertVLANTag(s, f.mac, f.tpid, f.tci)
 		}
-		if r.queue(s[start:mac+snap]) != 0 {
-			w.refused(snap)
+		if r.queue(s[start:f.mac+f.snap]) != 0 {
+			w.refused(f.snap)
 		}
 	}
 }

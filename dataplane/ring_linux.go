@@ -274,8 +274,8 @@ func (r *ring) next() (s []byte, status uint32, ok bool) {
 	return s, status, true
 }
 
-// block returns the current block of a TPACKET_V3 ring, which is valid while
-// it is ready and until releaseBlock.
+// block returns the current block of a TPACKET_V3 ring, which the worker may
+// read while it is ready, until release.
 func (r *ring) block() []byte {
 	off := r.bcur * r.bsize
 	return r.mem[off : off+r.bsize : off+r.bsize]
