@@ -22,6 +22,7 @@ import (
 
 type sysDataplane struct {
 	rings     []*ring
+	autos     []*autoRing // RingConfig.Auto: worker i's pair of rings (rings[i] is its ring of slots)
 	responder *responder
 	vips      []netip.Addr // the VIPs the filters and responder currently hold
 	drop      *kernelDrop  // nil: nft not available
@@ -62,6 +63,9 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	if err := checkFanout(cfg.Fanout, cfg.Workers, cfg.CPUs); err != nil {
 		return nil, err
 	}
+	if cfg.Ring.Auto && cfg.Workers != 1 {
+		return nil, fmt.Errorf("dataplane: the automatic choice of ring needs exactly one worker, got %d", cfg.Workers)
+	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
 	virtual := false
 	if cfg.VIPMAC != nil {
@@ -93,18 +97,35 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	d.publish(t)
 	d.sys.stop = make(chan struct{})
 	group := fanoutGroup{id: -1}
-	if cfg.Workers > 1 {
+	switch {
+	case cfg.Ring.Auto:
+		// Two members, the ring of slots first: the program picks the ring.
+		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
+		group.prog = autoFanoutProgram(false)
+	case cfg.Workers > 1:
 		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
 		if cfg.Fanout == FanoutCPU {
 			group.prog = cpuFanoutProgram(workerCPUs(cfg.Workers, cfg.CPUs))
 		}
 	}
 	filter := vipFilter(vips)
+	slotsCfg := cfg.Ring
+	slotsCfg.Blocks = slotsCfg.Blocks && !cfg.Ring.Auto
 	for i := 0; i < cfg.Workers; i++ {
-		r, err := openRing(ifi.Index, cfg.Ring, group, filter)
+		r, err := openRing(ifi.Index, slotsCfg, group, filter, nil)
 		if err == nil && virtual {
 			if err = r.acceptMAC(ifi.Index, d.mac); err != nil {
 				r.close()
+			}
+		}
+		if err == nil && cfg.Ring.Auto {
+			blocksCfg := cfg.Ring
+			blocksCfg.Blocks = true
+			var rb *ring
+			if rb, err = openRing(ifi.Index, blocksCfg, group, filter, r.tx); err != nil {
+				r.close()
+			} else {
+				d.sys.autos = append(d.sys.autos, &autoRing{slots: r, blocks: rb})
 			}
 		}
 		if err != nil {
@@ -226,19 +247,19 @@ func (d *Dataplane) SetTable(t *balancer.Table) error {
 		filter := vipFilter(vips)
 		// Widen first, publish, then narrow: filters never hide a VIP that
 		// the table serves.
-		for i, r := range d.sys.rings {
+		for i, r := range d.sockets() {
 			if err := setFilter(r.fd, vipFilter(append(slices.Clone(d.sys.vips), vips...))); err != nil {
-				return fmt.Errorf("widen worker %d's socket filter on %s to the new VIPs: %w", i, d.ifi.Name, err)
+				return fmt.Errorf("widen worker %d's socket filter on %s to the new VIPs: %w", d.workerOf(i), d.ifi.Name, err)
 			}
 		}
 		d.publish(t)
 		d.sys.vips = vips
 		d.sys.responder.setVIPs(vips)
-		for i, r := range d.sys.rings {
+		for i, r := range d.sockets() {
 			if err := setFilter(r.fd, filter); err != nil {
 				// The table is published: a filter left wider than it
 				// needs passes frames the workers drop as not_vip.
-				d.cfg.Log.Error("narrow the socket filter to the new VIPs", "worker", i, "interface", d.ifi.Name, "err", err)
+				d.cfg.Log.Error("narrow the socket filter to the new VIPs", "worker", d.workerOf(i), "interface", d.ifi.Name, "err", err)
 			}
 		}
 		return nil
@@ -273,7 +294,11 @@ func (d *Dataplane) Run(ctx context.Context) error {
 			if cpus[i] >= 0 && sharesCPU(cpus, i) {
 				spin = 0
 			}
-			if err := d.runWorker(rctx, d.workers[i], d.sys.rings[i], cpus[i], spin); err != nil {
+			var a *autoRing
+			if d.sys.autos != nil {
+				a = d.sys.autos[i]
+			}
+			if err := d.runWorker(rctx, d.workers[i], d.sys.rings[i], a, cpus[i], spin); err != nil {
 				errs[i] = fmt.Errorf("worker %d on %s: %w", i, d.ifi.Name, err)
 				cancel()
 			}
@@ -294,8 +319,25 @@ func (d *Dataplane) removeDrop() error {
 	return d.sys.drop.remove()
 }
 
+// sockets returns every worker's receive rings: each worker's own, then
+// with RingConfig.Auto each worker's ring of blocks.
+func (d *Dataplane) sockets() []*ring {
+	all := slices.Clone(d.sys.rings)
+	for _, a := range d.sys.autos {
+		all = append(all, a.blocks)
+	}
+	return all
+}
+
+// workerOf returns the worker of sockets()[i].
+func (d *Dataplane) workerOf(i int) int { return i % len(d.sys.rings) }
+
 func (d *Dataplane) closeRings() error {
 	var errs []error
+	// A ring of blocks shares its worker's transmit ring: close it first.
+	for _, a := range d.sys.autos {
+		errs = append(errs, a.blocks.close())
+	}
 	for _, r := range d.sys.rings {
 		errs = append(errs, r.close())
 	}
@@ -309,7 +351,8 @@ func (d *Dataplane) closeRings() error {
 // copy the forwarded ones to the transmit ring and send them, hand the slots
 // back; when
 // the ring is empty, watch it for a while (Ring.BusyPoll), then sleep in poll.
-func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, spin time.Duration) error {
+// With a (RingConfig.Auto) the ring is whichever of a's the kernel fills.
+func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRing, cpu int, spin time.Duration) error {
 	const idlePollMs = 100
 	// A worker owns its thread, and asks for a larger share of the CPU than
 	// ordinary processes (nice -10) when allowed (CAP_SYS_NICE): under load
@@ -327,12 +370,22 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 	}
 	batches := 0
 	for ctx.Err() == nil {
+		if a != nil {
+			r = a.active()
+		}
 		if !r.ready() {
 			w.publish()
+			if a != nil {
+				d.autoLook(w, a, false)
+			}
 			if r.spin(spin) {
 				continue
 			}
-			w.c.ringDrops += r.kernelDrops()
+			if a != nil {
+				w.c.ringDrops += a.slots.kernelDrops() + a.blocks.kernelDrops()
+			} else {
+				w.c.ringDrops += r.kernelDrops()
+			}
 			w.publish()
 			r.flush() // frames the device refused before, if any
 			if err := r.wait(idlePollMs); err != nil {
@@ -347,6 +400,9 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, cpu int, 
 		d.processBatch(w, r)
 		if batches++; batches%64 == 0 {
 			w.c.ringDrops += r.kernelDrops()
+		}
+		if a != nil {
+			d.autoLook(w, a, true)
 		}
 		w.publish()
 	}

@@ -26,7 +26,7 @@ func TestFanoutCPUSteersByReceivingCPU(t *testing.T) {
 	rings := make([]*ring, len(cpus))
 	err := p.ns.Do(func() error {
 		for i := range rings {
-			r, err := openRing(p.a.Attrs().Index, DefaultRingConfig, group, acceptAll)
+			r, err := openRing(p.a.Attrs().Index, DefaultRingConfig, group, acceptAll, nil)
 			if err != nil {
 				return err
 			}

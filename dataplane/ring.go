@@ -15,6 +15,17 @@ type RingConfig struct {
 	// larger than a block are truncated by the kernel (and dropped as
 	// truncated); a block holds any frame up to bigFrameSize.
 	Blocks bool
+	// Auto gives the (single) worker both rings, slots and blocks, and has
+	// it move the kernel to the ring of blocks while it falls behind on the
+	// slots (the slot an eighth of the ring ahead already filled for 5 ms),
+	// and back once its rate drops well below what it was then (or after
+	// 10 s, to try): the slots' latency when it can keep up, the blocks'
+	// lower cost per frame when it cannot. Both sockets are one fanout
+	// group whose classic BPF program picks the ring; each move replaces
+	// the program (which waits for an RCU grace period, milliseconds) and
+	// empties the ring left before the other is read, so every flow keeps
+	// its order. It needs exactly one worker; Blocks is then ignored.
+	Auto bool
 	// FrameSize is the size of one ring slot in bytes: a power of two of at
 	// least 2048, so that a full-MTU Ethernet frame fits with its metadata.
 	// Larger frames (jumbo frames, GSO super-frames) do not go through the
@@ -47,7 +58,7 @@ var DefaultRingConfig = RingConfig{FrameSize: 2048, Frames: 8192, TxBatch: 64, T
 
 func (c RingConfig) withDefaults() RingConfig {
 	d := DefaultRingConfig
-	d.Blocks = c.Blocks
+	d.Blocks, d.Auto = c.Blocks, c.Auto
 	if c.FrameSize > 0 {
 		d.FrameSize = c.FrameSize
 	}

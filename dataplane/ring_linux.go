@@ -37,8 +37,9 @@ type ring struct {
 	// big receives a frame that did not fit a slot (TP_STATUS_COPY).
 	big []byte
 
-	tx    *txRing // where forwarded frames go
-	batch int     // most slots taken (and frames marked) before a kick
+	tx       *txRing // where forwarded frames go
+	txShared bool    // tx belongs to another ring (RingConfig.Auto), which closes it
+	batch    int     // most slots taken (and frames marked) before a kick
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -52,8 +53,9 @@ type fanoutGroup struct {
 
 // openRing opens a socket bound to ifindex, receiving through the VIP filter
 // into a TPACKET_V2 ring (or a TPACKET_V3 one: cfg.Blocks), joined to the
-// fanout group.
-func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instruction) (*ring, error) {
+// fanout group, and transmitting through a TX ring of its own, or through tx
+// if not nil.
+func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instruction, tx *txRing) (*ring, error) {
 	if cfg.FrameSize < 2048 || cfg.FrameSize > ringBlockSize || cfg.FrameSize&(cfg.FrameSize-1) != 0 {
 		return nil, fmt.Errorf("ring frame size %d: want a power of two from 2048 to %d", cfg.FrameSize, ringBlockSize)
 	}
@@ -74,7 +76,9 @@ func openRing(ifindex int, cfg RingConfig, group fanoutGroup, filter []bpf.Instr
 		r.close()
 		return nil, err
 	}
-	if r.tx, err = openTxRing(ifindex, cfg.FrameSize, cfg.TxFrames); err != nil {
+	if tx != nil {
+		r.tx, r.txShared = tx, true
+	} else if r.tx, err = openTxRing(ifindex, cfg.FrameSize, cfg.TxFrames); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -451,10 +455,10 @@ func (r *ring) kernelDrops() uint64 {
 
 func (r *ring) close() error {
 	var errs []error
-	if r.tx != nil {
+	if r.tx != nil && !r.txShared {
 		errs = append(errs, r.tx.close())
-		r.tx = nil
 	}
+	r.tx = nil
 	if r.mem != nil {
 		errs = append(errs, unix.Munmap(r.mem))
 		r.mem = nil

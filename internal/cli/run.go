@@ -24,7 +24,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cpus := fs.String("cpus", "", `pin worker i to the i-th CPU of this list ("1", "2-5", "0,2"); with --workers 0, one worker per listed CPU; overrides the config's cpus when set`)
 	vipMAC := fs.String("vip-mac", config.VIPMACInterface, `MAC address the VIPs answer ARP/NDP on and forwarded frames leave from: "interface" (the interface's own), "auto" (a virtual MAC derived from it: the kernel then ignores VIP frames by itself, no nft rule, cheaper per packet; needs a network that allows a second MAC on the port) or a unicast MAC; overrides the config's vip_mac when set`)
 	fanout := fs.String("fanout", config.FanoutHash, `how the kernel spreads received frames over several workers: "hash" (by flow: a flow always reaches one worker) or "cpu" (each worker takes the frames its own CPU received, which stay in that CPU's cache; needs --cpus with one CPU per worker, and a NIC whose RSS (or RPS) spreads the flows over those CPUs); overrides the config's fanout when set`)
-	ring := fs.String("ring", config.RingFrames, `how the kernel hands received frames to a worker: "frames" (each frame on its own: the least latency) or "blocks" (in blocks of frames, handed over when full or 1 ms after their first frame: less CPU per frame when the CPUs are saturated, for up to about a millisecond more latency); overrides the config's ring when set`)
+	ring := fs.String("ring", config.RingFrames, `how the kernel hands received frames to a worker: "frames" (each frame on its own: the least latency), "blocks" (in blocks of frames, handed over when full or 1 ms after their first frame: less CPU per frame when the CPUs are saturated, for up to about a millisecond more latency) or "auto" (frames, and blocks while the worker falls behind; needs --workers 1); overrides the config's ring when set`)
 	busyPoll := fs.Duration("busy-poll", config.DefaultBusyPoll, "how long a worker spins on its empty ring before it sleeps (0: sleep at once; at most 10ms); spinning costs CPU, sleeping costs wake-up latency; overrides the config's busy_poll when set")
 	adminAddr := fs.String("admin", "-", `admin endpoint address (metrics, status, reload); "" turns it off; default: the config's admin:, else `+config.DefaultAdmin)
 	var vips, backends listFlag
@@ -77,6 +77,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			if err := cfg.SetRing(*ring); err != nil {
 				return fmt.Errorf("--ring: %v", err)
 			}
+		}
+		if err := cfg.CheckRing(); err != nil {
+			return fmt.Errorf("ring: %v (--ring, --workers)", err)
 		}
 		if flagSet(fs, "busy-poll") {
 			if err := cfg.SetBusyPoll(*busyPoll); err != nil {

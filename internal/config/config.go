@@ -74,8 +74,10 @@ type Config struct {
 	// every worker then needs a CPU of its own in CPUs).
 	Fanout string
 	// Ring is how the kernel hands received frames to a worker: RingFrames
-	// (each on its own, the least latency) or RingBlocks (in blocks of
-	// frames: less CPU per frame, up to a millisecond more latency).
+	// (each on its own, the least latency), RingBlocks (in blocks of
+	// frames: less CPU per frame, up to a millisecond more latency) or
+	// RingAuto (frames, and blocks while the worker falls behind; one
+	// worker only).
 	Ring string
 	// VIPMAC is the MAC address the VIPs answer on: VIPMACInterface (the
 	// interface's own), VIPMACAuto (a virtual MAC derived from it) or a
@@ -277,19 +279,51 @@ func (c *Config) SetFanout(v string) error {
 const (
 	RingFrames = "frames"
 	RingBlocks = "blocks"
+	RingAuto   = "auto"
 )
 
-// SetRing sets Ring, as the ring key would: "frames" (or "") or "blocks".
+// SetRing sets Ring, as the ring key would: "frames" (or ""), "blocks" or
+// "auto".
 func (c *Config) SetRing(v string) error {
 	switch v = strings.TrimSpace(v); v {
 	case "", RingFrames:
 		c.Ring = RingFrames
 		return nil
-	case RingBlocks:
-		c.Ring = RingBlocks
+	case RingBlocks, RingAuto:
+		c.Ring = v
 		return nil
 	}
-	return fmt.Errorf("%q: want %q or %q", v, RingFrames, RingBlocks)
+	return fmt.Errorf("%q: want %q, %q or %q", v, RingFrames, RingBlocks, RingAuto)
+}
+
+// CheckRing returns an error if Ring does not fit Workers, as Parse would
+// report it: use it after changing either.
+func (c *Config) CheckRing() error {
+	if msg := c.checkRing(); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// checkRing returns what is wrong with Ring given Workers, or "".
+func (c *Config) checkRing() string {
+	switch c.Ring {
+	case RingFrames, RingBlocks:
+		return ""
+	case RingAuto:
+		if c.Workers != 1 {
+			return fmt.Sprintf("auto needs exactly one worker (workers: 1), got %s", workersString(c.Workers))
+		}
+		return ""
+	}
+	return fmt.Sprintf("%q: want %q, %q or %q", c.Ring, RingFrames, RingBlocks, RingAuto)
+}
+
+func workersString(n int) string {
+	if n == 0 {
+		return "0 (one per CPU)"
+	}
+	return strconv.Itoa(n)
 }
 
 // SetWorkers sets Workers, as the workers key would: 0 (one per CPU) to 256.
@@ -958,8 +992,8 @@ func (c *Config) validate(r *report) {
 	if msg := c.checkFanout(); msg != "" {
 		r.add(topField("fanout"), msg)
 	}
-	if c.Ring != RingFrames && c.Ring != RingBlocks {
-		r.add(topField("ring"), fmt.Sprintf("%q: want %q or %q", c.Ring, RingFrames, RingBlocks))
+	if msg := c.checkRing(); msg != "" {
+		r.add(topField("ring"), msg)
 	}
 
 	type key struct {

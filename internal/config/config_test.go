@@ -322,7 +322,11 @@ var parseErrorCases = []struct {
 	{
 		name: "ring unknown",
 		in:   "ring: v3\n" + validYAML,
-		want: []string{`ring: "v3": want "frames" or "blocks" (line 1)`},
+		want: []string{`ring: "v3": want "frames", "blocks" or "auto" (line 1)`},
+	}, {
+		name: "ring auto with more than one worker",
+		in:   "ring: auto\n" + validYAML,
+		want: []string{`ring: auto needs exactly one worker (workers: 1), got 0 (one per CPU) (line 1)`},
 	}, {
 		name: "fanout cpu without cpus",
 		in:   "fanout: cpu\n" + validYAML,
@@ -913,7 +917,7 @@ func TestFanout(t *testing.T) {
 }
 
 func TestRing(t *testing.T) {
-	for in, want := range map[string]string{"": RingFrames, "ring: frames\n": RingFrames, "ring: blocks\n": RingBlocks} {
+	for in, want := range map[string]string{"": RingFrames, "ring: frames\n": RingFrames, "ring: blocks\n": RingBlocks, "ring: auto\nworkers: 1\n": RingAuto} {
 		c, err := Parse([]byte(in + validYAML))
 		if err != nil {
 			t.Errorf("%q: %v", in, err)
@@ -932,6 +936,15 @@ func TestRing(t *testing.T) {
 	}
 	if err := c.SetRing("Blocks"); err == nil || c.Ring != RingFrames {
 		t.Errorf("SetRing(Blocks) took it (Ring %q)", c.Ring)
+	}
+	// What a command line does after Load: override, then check again.
+	c.Workers = 1
+	if err := c.SetRing("auto"); err != nil || c.CheckRing() != nil {
+		t.Errorf("SetRing(auto) with one worker: %v, %v", err, c.CheckRing())
+	}
+	c.Workers = 2
+	if err := c.CheckRing(); err == nil {
+		t.Error("CheckRing took ring auto with 2 workers")
 	}
 }
 

@@ -71,7 +71,7 @@ func Serve(ctx context.Context, o ServeOptions) (dataplane.Stats, error) {
 		Fanout:          fanout,
 		FlowTableSize:   cfg.FlowTable.Size,
 		FlowIdleTimeout: cfg.FlowTable.IdleTimeout,
-		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll), Blocks: cfg.Ring == config.RingBlocks},
+		Ring:            dataplane.RingConfig{BusyPoll: busyPoll(cfg.BusyPoll), Blocks: cfg.Ring == config.RingBlocks, Auto: cfg.Ring == config.RingAuto},
 		VIPMAC:          vipMAC,
 		Log:             log,
 	}, t)

@@ -1,0 +1,106 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+)
+
+// With RingConfig.Auto the worker moves between its ring of slots and its
+// ring of blocks while frames keep coming, and every frame of a flow is
+// forwarded once and in order across the moves: the kernel fills one ring
+// at a time, and the worker empties the ring it leaves first.
+func TestAutoRingMovesKeepOrder(t *testing.T) {
+	p := newTxPair(t)
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{Auto: true}})
+	if len(d.sys.autos) != 1 {
+		t.Fatalf("%d worker ring pairs, want 1", len(d.sys.autos))
+	}
+	a := d.sys.autos[0]
+	for _, r := range []*ring{a.slots, a.blocks} {
+		v, err := unix.GetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_VERSION)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: unix.TPACKET_V2, true: unix.TPACKET_V3}[r.bsize > 0]; v != want {
+			t.Fatalf("ring (blocks %v) has PACKET_VERSION %d, want %d", r.bsize > 0, v, want)
+		}
+	}
+	rx := p.receiver(t)
+
+	// One flow, frame i carrying i; 20 frames every millisecond, while the
+	// test has the worker move every 80 ms.
+	const n = 24000
+	frames := make([][]byte, n)
+	for i := range frames {
+		payload := make([]byte, 18)
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, 4242, 53, payload)
+		copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- sendPaced(p, frames, 20) }()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(80 * time.Millisecond):
+				a.force.Store(true)
+			}
+		}
+	}()
+	got := recvForwarded(t, rx, n)
+	if len(got) < n {
+		got = append(got, recvForwarded(t, rx, n-len(got))...) // a slow sender: give it 5 s more
+	}
+	close(stop)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	moves := a.moves.Load()
+	if moves < 4 {
+		t.Errorf("the worker moved %d times while the frames came, want at least 4", moves)
+	}
+	next := uint32(0)
+	for _, f := range got {
+		seq := binary.BigEndian.Uint32(f[42:])
+		if seq != next {
+			st := d.Stats()
+			t.Fatalf("after frame %d came frame %d (%d frames forwarded of %d, %d moves; ring drops %d)", next-1, seq, len(got), n, moves, st.RingDrops)
+		}
+		next++
+	}
+	if len(got) != n {
+		t.Fatalf("%d of %d frames forwarded over %d moves (ring drops %d)", len(got), n, moves, d.Stats().RingDrops)
+	}
+	t.Logf("%d frames in order over %d moves", n, moves)
+}
+
+// sendPaced sends frames into the pair's b end, perMs of them and then a
+// millisecond's sleep, from one socket.
+func sendPaced(p *txPair, frames [][]byte, perMs int) error {
+	return p.ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: p.b.Attrs().Index}
+		for i, f := range frames {
+			if err := unix.Sendto(fd, f, 0, to); err != nil {
+				return fmt.Errorf("send frame %d: %w", i, err)
+			}
+			if i%perMs == perMs-1 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return nil
+	})
+}
