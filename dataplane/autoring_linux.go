@@ -62,6 +62,8 @@ func (d *Dataplane) autoMove(w *Worker, a *autoRing, now int64) {
 	}
 	d.drainRing(w, old)
 	a.moves.Add(1)
+	w.c.ringMoves++
+	w.c.onBlocks = to
 	done, _ := d.clock()
 	rate := a.st.lastRate
 	a.st.moved(done, w.c.received, to)

@@ -20,6 +20,8 @@ type Stats struct {
 	FlowsLive     uint64 // occupied flow-table entries
 	FlowCapacity  uint64 // flow-table entries, all workers
 	RingDrops     uint64 // frames the kernel dropped because a ring was full
+	RingMoves     uint64 // RingConfig.Auto: moves between the ring of slots and the ring of blocks
+	RingBlocks    uint64 // RingConfig.Auto: workers whose ring of blocks the kernel fills now
 	// RingWait counts the frames taken from the receive ring by how long
 	// they waited there (buckets bounded by RingWaitBounds, the last one
 	// beyond them); RingWaitNs is the sum of those waits.
@@ -56,6 +58,8 @@ type counts struct {
 	fwdBytes  uint64
 	flowsNew  uint64
 	ringDrops uint64
+	ringMoves uint64
+	onBlocks  bool
 	ringWait  [NumRingWaitBuckets]uint64
 	// ringWaitNs sums the waits counted in ringWait.
 	ringWaitNs uint64
@@ -79,6 +83,8 @@ type published struct {
 	live      atomic.Uint64
 	tracking  atomic.Bool
 	ringDrops atomic.Uint64
+	ringMoves atomic.Uint64
+	onBlocks  atomic.Bool
 	ringWait  [NumRingWaitBuckets]atomic.Uint64
 	// ringWaitNs sums the waits counted in ringWait.
 	ringWaitNs atomic.Uint64
@@ -513,6 +519,8 @@ func (w *Worker) publish() {
 	p.live.Store(w.flows.Live)
 	p.tracking.Store(w.track.on)
 	p.ringDrops.Store(w.c.ringDrops)
+	p.ringMoves.Store(w.c.ringMoves)
+	p.onBlocks.Store(w.c.onBlocks)
 	for i := range w.c.ringWait {
 		p.ringWait[i].Store(w.c.ringWait[i])
 	}
@@ -544,6 +552,10 @@ func (w *Worker) addTo(s *Stats) {
 		s.FlowTracking++
 	}
 	s.RingDrops += p.ringDrops.Load()
+	s.RingMoves += p.ringMoves.Load()
+	if p.onBlocks.Load() {
+		s.RingBlocks++
+	}
 	for i := range s.RingWait {
 		s.RingWait[i] += p.ringWait[i].Load()
 	}

@@ -29,6 +29,8 @@ var (
 	descWorkerDrops   = desc("worker_dropped_total", "Frames the worker dropped, by reason.", "worker", "reason")
 	descRingDrops     = desc("worker_ring_drops_total", "Frames the kernel dropped because the worker's ring was full (tpacket stats).", "worker")
 	descRingWait      = desc("worker_ring_wait_seconds", "How long frames waited in the worker's receive ring: from the kernel's timestamp on the slot to the worker taking it.", "worker")
+	descRingMoves     = desc("worker_ring_moves_total", "With ring: auto, the worker's moves between its ring of slots and its ring of blocks.", "worker")
+	descRingBlocks    = desc("worker_ring_blocks", "With ring: auto, 1 while the kernel fills the worker's ring of blocks (it fell behind on its slots), else 0.", "worker")
 	descFlowEntries   = desc("worker_flow_table_entries", "Occupied entries of the worker's flow table.", "worker")
 	descFlowCapacity  = desc("worker_flow_table_capacity", "Entries of the worker's flow table.", "worker")
 	descFlowEvictions = desc("worker_flow_table_evictions_total", "Live flows pushed out of the worker's flow table by newer ones.", "worker")
@@ -45,7 +47,7 @@ type collector struct{ s *Server }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descBackendPkts, descBackendBytes, descBackendFlows, descBackendUp, descBackendState,
 		descBackendChange, descBackendWeight, descBackendShare, descCheckLatency, descWorkerRecv, descWorkerFwd, descWorkerDrops,
-		descRingDrops, descRingWait, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descFlowTracking, descBuilds, descBuildSeconds, descStart} {
+		descRingDrops, descRingWait, descRingMoves, descRingBlocks, descFlowEntries, descFlowCapacity, descFlowEvictions, descWorkerFlows, descFlowTracking, descBuilds, descBuildSeconds, descStart} {
 		ch <- d
 	}
 }
@@ -94,6 +96,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descWorkerDrops, w.Reasons[r], id, dataplane.ReasonName(r))
 		}
 		counter(descRingDrops, w.RingDrops, id)
+		counter(descRingMoves, w.RingMoves, id)
+		gauge(descRingBlocks, float64(w.RingBlocks), id)
 		ch <- ringWaitHistogram(w, id)
 		gauge(descFlowEntries, float64(w.FlowsLive), id)
 		gauge(descFlowCapacity, float64(w.FlowCapacity), id)

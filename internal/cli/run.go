@@ -156,6 +156,9 @@ func summary(st *dataplane.Stats) string {
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, " "))
 	}
 	fmt.Fprintf(&b, "; flows %d new, %d evicted", st.FlowsNew, st.FlowEvictions)
+	if st.RingMoves > 0 {
+		fmt.Fprintf(&b, "; ring moves %d", st.RingMoves)
+	}
 	return b.String()
 }
 
