@@ -19,15 +19,7 @@ import (
 // is not full once its timeout passes.
 func TestBlockRingForwards(t *testing.T) {
 	p := newTxPair(t)
-	for _, l := range []string{"a", "b"} {
-		link, err := p.h.LinkByName(l)
-		if err == nil {
-			err = p.h.LinkSetMTU(link, 9000)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	p.setMTU(t, 9000)
 	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{Blocks: true}})
 	rx := p.receiver(t)
 	if v, err := unix.GetsockoptInt(d.sys.rings[0].fd, unix.SOL_PACKET, unix.PACKET_VERSION); err != nil || v != unix.TPACKET_V3 {
@@ -78,24 +70,10 @@ func TestBlockRingForwards(t *testing.T) {
 }
 
 // recvForwarded reads the UDP frames to the test VIP that arrive on fd
-// (those the dataplane forwarded) until n have come, or 5 s pass.
+// (those the dataplane forwarded) as recvWhere does.
 func recvForwarded(t *testing.T, fd int, n int) [][]byte {
 	t.Helper()
-	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	var out [][]byte
-	buf := make([]byte, 16384)
-	for deadline := time.Now().Add(5 * time.Second); len(out) < n && time.Now().Before(deadline); {
-		m, _, err := unix.Recvfrom(fd, buf, 0)
-		if err == unix.EAGAIN || err == unix.EINTR || err == unix.ENETDOWN {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("recvfrom: %v", err)
-		}
-		if m >= 34 && binary.BigEndian.Uint16(buf[12:]) == 0x0800 && netip.AddrFrom4([4]byte(buf[30:34])) == vip4 {
-			out = append(out, bytes.Clone(buf[:m]))
-		}
-	}
-	return out
+	return recvWhere(t, fd, n, func(f []byte) bool {
+		return len(f) >= 34 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && netip.AddrFrom4([4]byte(f[30:34])) == vip4
+	})
 }

@@ -115,17 +115,24 @@ func cpus10(t *testing.T) []int {
 
 // sendPinned sends frames into the pair's b end from a thread pinned to
 // cpu; they arrive at a.
-func sendPinned(p *txPair, cpu int, frames [][]byte) error {
+func sendPinned(p *txPair, cpu int, frames [][]byte) error { return sendFrames(p, cpu, frames, 0) }
+
+// sendFrames sends frames into the pair's b end from one socket, on a
+// thread pinned to cpu (if not negative), perMs of them and then a
+// millisecond's sleep (if perMs is not 0).
+func sendFrames(p *txPair, cpu int, frames [][]byte, perMs int) error {
 	return p.ns.Do(func() error { // on a locked thread of its own
-		var old, set unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err != nil {
-			return err
+		if cpu >= 0 {
+			var old, set unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &old); err != nil {
+				return err
+			}
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+			}
+			defer unix.SchedSetaffinity(0, &old)
 		}
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
-		}
-		defer unix.SchedSetaffinity(0, &old)
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -135,6 +142,9 @@ func sendPinned(p *txPair, cpu int, frames [][]byte) error {
 		for i, f := range frames {
 			if err := unix.Sendto(fd, f, 0, to); err != nil {
 				return fmt.Errorf("send frame %d from CPU %d: %w", i, cpu, err)
+			}
+			if perMs > 0 && i%perMs == perMs-1 {
+				time.Sleep(time.Millisecond)
 			}
 		}
 		return nil

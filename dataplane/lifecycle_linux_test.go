@@ -56,15 +56,7 @@ func TestWorkerAfterLinkFlap(t *testing.T) {
 
 func workerAfterLinkFlap(t *testing.T, blocks bool) {
 	p := newTxPair(t)
-	for _, l := range []string{"a", "b"} {
-		link, err := p.h.LinkByName(l)
-		if err == nil {
-			err = p.h.LinkSetMTU(link, 9000)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	p.setMTU(t, 9000)
 	stray := workerStates(t)
 	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{BusyPoll: -1, Blocks: blocks}})
 	rx := p.receiver(t)

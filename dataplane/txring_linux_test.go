@@ -76,14 +76,33 @@ func (p *txPair) receiver(t *testing.T) int {
 	return fd
 }
 
+// setMTU sets the MTU of both ends of the pair.
+func (p *txPair) setMTU(t *testing.T, mtu int) {
+	t.Helper()
+	for _, l := range []netlink.Link{p.a, p.b} {
+		if err := p.h.LinkSetMTU(l, mtu); err != nil {
+			t.Fatalf("link %s: %v", l.Attrs().Name, err)
+		}
+	}
+}
+
 // recvN reads the test's frames (EtherType 0x88b5) from fd until n have
 // come, then 100 ms more for any extra one, or until 10 s have passed.
 func recvN(t *testing.T, fd int, n int) [][]byte {
 	t.Helper()
+	return recvWhere(t, fd, n, func(f []byte) bool {
+		return len(f) >= 14 && f[12] == 0x88 && f[13] == 0xb5 // not the kernel's own IPv6 chatter
+	})
+}
+
+// recvWhere reads the frames that keep accepts from fd until n have come,
+// then 100 ms more for any extra one, or until 10 s have passed.
+func recvWhere(t *testing.T, fd int, n int, keep func([]byte) bool) [][]byte {
+	t.Helper()
 	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	var out [][]byte
-	buf := make([]byte, 4096)
+	buf := make([]byte, 16384)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		m, _, err := unix.Recvfrom(fd, buf, 0)
@@ -98,7 +117,7 @@ func recvN(t *testing.T, fd int, n int) [][]byte {
 		case err != nil:
 			t.Fatalf("recvfrom: %v", err)
 		}
-		if m >= 14 && buf[12] == 0x88 && buf[13] == 0xb5 { // not the kernel's own IPv6 chatter
+		if keep(buf[:m]) {
 			out = append(out, bytes.Clone(buf[:m]))
 		}
 	}

@@ -263,16 +263,31 @@ const (
 )
 
 // SetFanout sets Fanout, as the fanout key would: "hash" (or "") or "cpu".
-func (c *Config) SetFanout(v string) error {
-	switch v = strings.TrimSpace(v); v {
-	case "", FanoutHash:
-		c.Fanout = FanoutHash
-		return nil
-	case FanoutCPU:
-		c.Fanout = FanoutCPU
-		return nil
+func (c *Config) SetFanout(v string) (err error) {
+	c.Fanout, err = oneOf(v, c.Fanout, FanoutHash, FanoutCPU)
+	return err
+}
+
+// oneOf returns v, trimmed, if it is one of values, and the first of them if
+// it is empty; anything else is an error, and old is returned.
+func oneOf(v, old string, values ...string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return values[0], nil
 	}
-	return fmt.Errorf("%q: want %q or %q", v, FanoutHash, FanoutCPU)
+	if slices.Contains(values, v) {
+		return v, nil
+	}
+	return old, errors.New(wantOneOf(v, values))
+}
+
+// wantOneOf says that v is none of values: `"v": want "a", "b" or "c"`.
+func wantOneOf(v string, values []string) string {
+	q := make([]string, len(values))
+	for i, s := range values {
+		q[i] = strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q: want %s or %s", v, strings.Join(q[:len(q)-1], ", "), q[len(q)-1])
 }
 
 // The values of ring.
@@ -284,16 +299,9 @@ const (
 
 // SetRing sets Ring, as the ring key would: "frames" (or ""), "blocks" or
 // "auto".
-func (c *Config) SetRing(v string) error {
-	switch v = strings.TrimSpace(v); v {
-	case "", RingFrames:
-		c.Ring = RingFrames
-		return nil
-	case RingBlocks, RingAuto:
-		c.Ring = v
-		return nil
-	}
-	return fmt.Errorf("%q: want %q, %q or %q", v, RingFrames, RingBlocks, RingAuto)
+func (c *Config) SetRing(v string) (err error) {
+	c.Ring, err = oneOf(v, c.Ring, RingFrames, RingBlocks, RingAuto)
+	return err
 }
 
 // CheckRing returns an error if Ring does not fit Workers, as Parse would
@@ -316,7 +324,7 @@ func (c *Config) checkRing() string {
 		}
 		return ""
 	}
-	return fmt.Sprintf("%q: want %q, %q or %q", c.Ring, RingFrames, RingBlocks, RingAuto)
+	return wantOneOf(c.Ring, []string{RingFrames, RingBlocks, RingAuto})
 }
 
 func workersString(n int) string {
@@ -939,7 +947,7 @@ func (c *Config) checkFanout() string {
 		return ""
 	case FanoutCPU:
 	default:
-		return fmt.Sprintf("%q: want %q or %q", c.Fanout, FanoutHash, FanoutCPU)
+		return wantOneOf(c.Fanout, []string{FanoutHash, FanoutCPU})
 	}
 	n := c.Workers
 	if n == 0 {
