@@ -21,6 +21,9 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 		t.Fatalf("%d worker ring pairs, want 1", len(d.sys.autos))
 	}
 	a := d.sys.autos[0]
+	if got := d.sockets(); len(got) != 2 || got[0] != a.slots || got[1] != a.blocks {
+		t.Fatalf("SetTable's sockets: %d rings, want the worker's two", len(got))
+	}
 	for _, r := range []*ring{a.slots, a.blocks} {
 		v, err := unix.GetsockoptInt(r.fd, unix.SOL_PACKET, unix.PACKET_VERSION)
 		if err != nil {
