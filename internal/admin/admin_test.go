@@ -49,6 +49,7 @@ func (fakeCounters) WorkerStats() []dataplane.Stats {
 	s.FlowsLive = 7
 	tracking := s
 	tracking.FlowTracking = 1
+	tracking.RingMoves, tracking.RingBlocks = 3, 1 // ring: auto, on its blocks
 	return []dataplane.Stats{s, tracking}
 }
 
@@ -74,7 +75,8 @@ func TestEndpoints(t *testing.T) {
 	for _, want := range []string{"on eth0", "198.18.0.12  down ", "tcp connect: refused", "not_vip  4",
 		// two workers' 9 ≤10µs, 2 ≤100µs, 1 beyond 100ms, 500ms in all
 		"ring wait (kernel's slot stamp → worker): mean 41.6667ms, p99 beyond 100ms, 8.33% over 100µs",
-		"flow tables: 1 of 2 workers tracking flows (since a table change), 14 entries"} {
+		"flow tables: 1 of 2 workers tracking flows (since a table change), 14 entries",
+		"ring auto: 3 moves, 1 of 2 workers on their ring of blocks"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("formatted status lacks %q:\n%s", want, b.String())
 		}
@@ -105,6 +107,12 @@ func TestEndpoints(t *testing.T) {
 	}
 	if got := fams["dsrlb_worker_flow_tracking"].GetMetric(); len(got) != 2 || got[0].GetGauge().GetValue()+got[1].GetGauge().GetValue() != 1 {
 		t.Errorf("worker_flow_tracking: %v, want one worker of two tracking", got)
+	}
+	if got := fams["dsrlb_worker_ring_moves_total"].GetMetric(); len(got) != 2 || got[0].GetCounter().GetValue()+got[1].GetCounter().GetValue() != 3 {
+		t.Errorf("worker_ring_moves_total: %v, want 3 moves in all", got)
+	}
+	if got := fams["dsrlb_worker_ring_blocks"].GetMetric(); len(got) != 2 || got[0].GetGauge().GetValue()+got[1].GetGauge().GetValue() != 1 {
+		t.Errorf("worker_ring_blocks: %v, want one worker of two on its blocks", got)
 	}
 	if got := len(fams["dsrlb_worker_ring_wait_seconds"].GetMetric()); got != 2 {
 		t.Errorf("worker_ring_wait_seconds: %d series, want one per worker (2)", got)

@@ -81,7 +81,7 @@ func (c *Client) Backend(ctx context.Context, action, service, addr string) (str
 
 // Format writes st as tables for a person at a terminal.
 func Format(w io.Writer, st *Status) {
-	var fwd, recv, drop, ring, live, tracking uint64
+	var fwd, recv, drop, ring, live, tracking, moves, onBlocks uint64
 	var wait dataplane.RingWaits
 	for _, wk := range st.Workers {
 		live += wk.FlowsLive
@@ -90,12 +90,17 @@ func Format(w io.Writer, st *Status) {
 		fwd += wk.Forwarded()
 		drop += wk.Dropped()
 		ring += wk.RingDrops
+		moves += wk.RingMoves
+		onBlocks += wk.RingBlocks
 		wait.Add(wk.RingWaits())
 	}
 	fmt.Fprintf(w, "dsrlb %s on %s, up %s, %d workers, %d table builds (last %s)\n",
 		st.Version, st.Interface, time.Since(st.Started).Round(time.Second), len(st.Workers), st.Builds, st.LastBuild.Round(time.Microsecond))
 	fmt.Fprintf(w, "frames: received %d, forwarded %d, dropped %d, ring full %d\n", recv, fwd, drop, ring)
 	fmt.Fprintf(w, "flow tables: %d of %d workers tracking flows (since a table change), %d entries\n", tracking, len(st.Workers), live)
+	if moves > 0 {
+		fmt.Fprintf(w, "ring auto: %d moves, %d of %d workers on their ring of blocks\n", moves, onBlocks, len(st.Workers))
+	}
 	if n := wait.Count(); n > 0 {
 		p99 := "beyond " + dataplane.RingWaitBounds[len(dataplane.RingWaitBounds)-1].String()
 		if q := wait.Quantile(0.99); q >= 0 {
