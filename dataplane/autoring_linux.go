@@ -16,8 +16,7 @@ import (
 type autoRing struct {
 	slots, blocks *ring
 	st            autoState
-	moves         atomic.Uint64 // moves made
-	force         atomic.Bool   // tests: move at the next look, whatever st says
+	force         atomic.Bool // tests: move at the next look, whatever st says
 }
 
 // autoFanoutProgram is the fanout program that sends every frame to the
@@ -37,10 +36,9 @@ func (a *autoRing) active() *ring {
 	return a.slots
 }
 
-// autoLook lets the worker's autoState look at its ring (busy: it just
-// took a batch from it) and moves to the other ring if it says so.
-func (d *Dataplane) autoLook(w *Worker, a *autoRing, busy bool) {
-	now, _ := d.clock()
+// autoLook lets the worker's autoState look at its ring at now (busy: it
+// just took a batch from it) and moves to the other ring if it says so.
+func (d *Dataplane) autoLook(w *Worker, a *autoRing, now int64, busy bool) {
 	backlogged := busy && !a.st.blocks && a.slots.backlogged()
 	if a.st.observe(now, w.c.received, backlogged) || a.force.CompareAndSwap(true, false) {
 		d.autoMove(w, a, now)
@@ -61,7 +59,6 @@ func (d *Dataplane) autoMove(w *Worker, a *autoRing, now int64) {
 		return
 	}
 	d.drainRing(w, old)
-	a.moves.Add(1)
 	w.c.ringMoves++
 	w.c.onBlocks = to
 	done, _ := d.clock()

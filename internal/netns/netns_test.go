@@ -70,11 +70,7 @@ func TestBadName(t *testing.T) {
 // running processes, other bases and names without a process ID stay.
 func TestSweepStale(t *testing.T) {
 	requireRoot(t)
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	pid := dead.Process.Pid // exited and reaped: no such process now
+	pid := deadPID(t)
 	stale := fmt.Sprintf("dsrlbt-%d-abcdef-sw", pid)
 	live := UniquePrefix("dsrlbt") + "sw"                      // ours
 	other := fmt.Sprintf("dsrlbx-%d-abcdef-sw", pid)           // another base
@@ -98,4 +94,15 @@ func TestSweepStale(t *testing.T) {
 			t.Errorf("%s was swept", name)
 		}
 	}
+}
+
+// deadPID returns the process ID of a process that has exited and been
+// reaped: no such process now (unless the ID is taken again).
+func deadPID(t *testing.T) int {
+	t.Helper()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return gone.Process.Pid
 }
