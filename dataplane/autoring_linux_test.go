@@ -82,3 +82,53 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 	}
 	t.Logf("%d frames in order over %d moves", n, moves)
 }
+
+// A link flap takes the rings out of their fanout group and puts them back
+// (the kernel relinks members in its own order); the worker's frames still
+// reach the ring it reads, whichever that is.
+func TestAutoRingAfterLinkFlap(t *testing.T) {
+	for _, onBlocks := range []bool{false, true} {
+		t.Run(map[bool]string{false: "slots", true: "blocks"}[onBlocks], func(t *testing.T) {
+			p := newTxPair(t)
+			d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{Auto: true}})
+			a := d.sys.autos[0]
+			rx := p.receiver(t)
+			frames := make([][]byte, 200)
+			for i := range frames {
+				payload := make([]byte, 18)
+				binary.BigEndian.PutUint32(payload, uint32(i))
+				frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, 4242, 53, payload)
+				copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+			}
+			if onBlocks {
+				// Another flow's frames wake the worker, which then moves.
+				other := buildFrame(t, netip.MustParseAddr("198.51.100.8"), vip4, layers.IPProtocolUDP, 4343, 53, make([]byte, 18))
+				copy(other[0:6], p.a.Attrs().HardwareAddr)
+				a.force.Store(true)
+				for deadline := time.Now().Add(3 * time.Second); d.Stats().RingMoves < 1; time.Sleep(20 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("the worker did not move to its ring of blocks")
+					}
+					if err := sendFrames(p, -1, [][]byte{other}, 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := p.h.LinkSetDown(p.a); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.h.LinkSetUp(p.a); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond) // the carrier comes back asynchronously
+			go sendFrames(p, -1, frames, 20)
+			got := recvWhere(t, rx, len(frames), func(f []byte) bool {
+				return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && binary.BigEndian.Uint16(f[34:]) == 4242
+			})
+			if len(got) != len(frames) {
+				st := d.Stats()
+				t.Fatalf("after a link flap %d of %d frames were forwarded (received %d, ring moves %d)", len(got), len(frames), st.Received, st.RingMoves)
+			}
+		})
+	}
+}
