@@ -9,23 +9,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// autoRing is a worker's pair of rings under RingConfig.Auto: its ring of
-// slots (member 0 of their fanout group) and its ring of blocks (member 1),
-// which share the slots' transmit ring. The group's program says which one
-// the kernel fills.
+// autoRing is worker idx's pair of rings under RingConfig.Auto: its ring of
+// slots and its ring of blocks, which shares the slots' transmit ring. The
+// fanout group holds every worker's ring of slots (member i for worker i),
+// then every worker's ring of blocks (member n+i); the group's program says
+// which of its two rings the kernel fills for each worker.
 type autoRing struct {
+	idx           int
 	slots, blocks *ring
 	st            autoState
 	force         atomic.Bool // tests: move at the next look, whatever st says
+	hold          atomic.Bool // tests: move only when forced
 }
 
-// autoFanoutProgram is the fanout program that sends every frame to the
-// ring of blocks, or to the ring of slots.
-func autoFanoutProgram(blocks bool) []bpf.Instruction {
-	if blocks {
-		return []bpf.Instruction{bpf.RetConstant{Val: 1}}
+// autoFanoutProgram is the fanout program that gives each of len(onBlocks)
+// workers' frames to its ring of blocks (onBlocks[i]) or of slots. With
+// cpus (FanoutCPU, several workers) a frame is worker i's if the CPU that
+// received it is cpus[i], or if that CPU's number modulo the workers is i,
+// as cpuFanoutProgram has it; with one worker every frame is its.
+func autoFanoutProgram(cpus []int, onBlocks []bool) []bpf.Instruction {
+	n := len(onBlocks)
+	member := func(i int) bpf.Instruction {
+		if onBlocks[i] {
+			return bpf.RetConstant{Val: uint32(n + i)}
+		}
+		return bpf.RetConstant{Val: uint32(i)}
 	}
-	return []bpf.Instruction{bpf.RetConstant{Val: 0}}
+	if len(cpus) == 0 || n == 1 {
+		return []bpf.Instruction{member(0)}
+	}
+	prog := []bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtCPUID}}
+	for i, c := range cpus {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(c), SkipFalse: 1}, member(i))
+	}
+	prog = append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)})
+	for i := range n - 1 {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(i), SkipFalse: 1}, member(i))
+	}
+	return append(prog, member(n-1))
 }
 
 // active returns the ring the kernel fills.
@@ -40,7 +61,8 @@ func (a *autoRing) active() *ring {
 // just took a batch from it) and moves to the other ring if it says so.
 func (d *Dataplane) autoLook(w *Worker, a *autoRing, now int64, busy bool) {
 	backlogged := busy && !a.st.blocks && a.slots.backlogged()
-	if a.st.observe(now, w.c.received, backlogged) || a.force.CompareAndSwap(true, false) {
+	move := !a.hold.Load() && a.st.observe(now, w.c.received, backlogged)
+	if move || a.force.CompareAndSwap(true, false) {
 		d.autoMove(w, a, now)
 	}
 }
@@ -53,8 +75,17 @@ func (d *Dataplane) autoLook(w *Worker, a *autoRing, now int64, busy bool) {
 func (d *Dataplane) autoMove(w *Worker, a *autoRing, now int64) {
 	to := !a.st.blocks
 	old := a.active()
-	if err := attachBPF(a.slots.fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, autoFanoutProgram(to)); err != nil {
-		d.cfg.Log.Warn("ring auto: could not switch rings; trying again in a second", "interface", d.ifi.Name, "to_blocks", to, "err", err)
+	// The program is the whole group's: the other workers' choices stay
+	// as they are in it, and their moves wait for this one.
+	d.sys.autoMu.Lock()
+	d.sys.autoOn[a.idx] = to
+	err := attachBPF(a.slots.fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, autoFanoutProgram(d.sys.autoCPUs, d.sys.autoOn))
+	if err != nil {
+		d.sys.autoOn[a.idx] = !to
+	}
+	d.sys.autoMu.Unlock()
+	if err != nil {
+		d.cfg.Log.Warn("ring auto: could not switch rings; trying again in a second", "interface", d.ifi.Name, "worker", a.idx, "to_blocks", to, "err", err)
 		a.st.since, a.st.backlogFrom = now, 0
 		return
 	}
@@ -66,13 +97,13 @@ func (d *Dataplane) autoMove(w *Worker, a *autoRing, now int64) {
 	a.st.moved(done, w.c.received, to)
 	if to {
 		d.cfg.Log.Info("ring auto: the worker fell behind on its ring of slots; the kernel now fills its ring of blocks",
-			"interface", d.ifi.Name, "pps", int64(a.st.rateIn), "switch", time.Duration(done-now).Round(time.Microsecond))
+			"interface", d.ifi.Name, "worker", a.idx, "pps", int64(a.st.rateIn), "switch", time.Duration(done-now).Round(time.Microsecond))
 	} else {
 		reason := "the rate dropped"
 		if a.st.probe {
 			reason = "a try after " + autoProbeAfter.String()
 		}
-		d.cfg.Log.Info("ring auto: back to the ring of slots", "interface", d.ifi.Name, "reason", reason,
+		d.cfg.Log.Info("ring auto: back to the ring of slots", "interface", d.ifi.Name, "worker", a.idx, "reason", reason,
 			"pps", int64(rate), "switch", time.Duration(done-now).Round(time.Microsecond))
 	}
 }

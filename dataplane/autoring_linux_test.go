@@ -33,54 +33,128 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 			t.Fatalf("ring (blocks %v) has PACKET_VERSION %d, want %d", r.bsize > 0, v, want)
 		}
 	}
-	rx := p.receiver(t)
+	// One flow, 20 frames every millisecond, while the test has the worker
+	// move every 80 ms.
+	movesKeepOrder(t, p, d, []int{-1}, 24000)
+}
 
-	// One flow, frame i carrying i; 20 frames every millisecond, while the
-	// test has the worker move every 80 ms.
-	const n = 24000
-	frames := make([][]byte, n)
-	for i := range frames {
-		payload := make([]byte, 18)
-		binary.BigEndian.PutUint32(payload, uint32(i))
-		frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, 4242, 53, payload)
-		copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+// With FanoutCPU each of several workers moves between its own two rings
+// on its own (a move replaces the group's program, and keeps the other
+// workers' choices in it), and each flow's frames still arrive once and in
+// order. Workers on CPUs 1 and 0, as in TestFanoutCPUSteersByReceivingCPU.
+func TestAutoRingMovesKeepOrderFanoutCPU(t *testing.T) {
+	p := newTxPair(t)
+	cpus := cpus10(t)
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 2, CPUs: cpus, Fanout: FanoutCPU, Ring: RingConfig{Auto: true}})
+	if len(d.sys.autos) != 2 {
+		t.Fatalf("%d worker ring pairs, want 2", len(d.sys.autos))
 	}
-	sent := make(chan error, 1)
-	go func() { sent <- sendFrames(p, -1, frames, 20) }()
+	movesKeepOrder(t, p, d, cpus, 12000)
+	for i, st := range d.WorkerStats() {
+		if st.RingMoves < 2 {
+			t.Errorf("worker %d (CPU %d) moved %d times, want at least 2", i, cpus[i], st.RingMoves)
+		}
+		if st.Forwarded() < 12000 {
+			t.Errorf("worker %d (CPU %d) forwarded %d frames, want its flow's 12000: the program gave its frames to another worker", i, cpus[i], st.Forwarded())
+		}
+	}
+}
+
+// movesKeepOrder sends n frames of one flow per worker of d, worker i's
+// from a thread on cpus[i] (-1: any), 20 a millisecond, while every 80 ms
+// it has one worker after the other move to its other ring; then it checks
+// that each flow's frames were forwarded once each and in order.
+func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
+	t.Helper()
+	rx := p.receiver(t)
+	sent := make(chan error, len(cpus))
+	for w, cpu := range cpus {
+		frames := make([][]byte, n)
+		for i := range frames {
+			payload := make([]byte, 18)
+			binary.BigEndian.PutUint32(payload, uint32(i))
+			frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
+			copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+		}
+		go func() { sent <- sendFrames(p, cpu, frames, 20) }()
+	}
 	stop := make(chan struct{})
 	go func() {
-		for {
+		for next := 0; ; next = (next + 1) % len(d.sys.autos) {
 			select {
 			case <-stop:
 				return
 			case <-time.After(80 * time.Millisecond):
-				a.force.Store(true)
+				d.sys.autos[next].force.Store(true)
 			}
 		}
 	}()
-	got := recvForwarded(t, rx, n)
+	got := recvForwarded(t, rx, n*len(cpus))
 	close(stop)
-	if err := <-sent; err != nil {
-		t.Fatal(err)
+	for range cpus {
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
 	}
 	time.Sleep(200 * time.Millisecond) // an idle worker publishes its counters
 	moves := d.Stats().RingMoves
 	if moves < 4 {
-		t.Errorf("the worker moved %d times while the frames came, want at least 4", moves)
+		t.Errorf("the workers moved %d times while the frames came, want at least 4", moves)
 	}
-	next := uint32(0)
+	next := make([]uint32, len(cpus))
 	for _, f := range got {
-		seq := binary.BigEndian.Uint32(f[42:])
-		if seq != next {
-			st := d.Stats()
-			t.Fatalf("after frame %d came frame %d (%d frames forwarded of %d, %d moves; ring drops %d)", next-1, seq, len(got), n, moves, st.RingDrops)
+		flow := int(binary.BigEndian.Uint16(f[34:]) - 4242)
+		if flow < 0 || flow >= len(cpus) {
+			t.Fatalf("forwarded a frame from source port %d, not one of the test's flows", flow+4242)
 		}
-		next++
+		seq := binary.BigEndian.Uint32(f[42:])
+		if seq != next[flow] {
+			t.Fatalf("flow %d: after frame %d came frame %d (%d frames forwarded of %d, %d moves; ring drops %d)",
+				flow, int64(next[flow])-1, seq, len(got), n*len(cpus), moves, d.Stats().RingDrops)
+		}
+		next[flow]++
 	}
-	if len(got) != n {
-		t.Fatalf("%d of %d frames forwarded over %d moves (ring drops %d)", len(got), n, moves, d.Stats().RingDrops)
+	if len(got) != n*len(cpus) {
+		t.Fatalf("%d of %d frames forwarded over %d moves (ring drops %d)", len(got), n*len(cpus), moves, d.Stats().RingDrops)
 	}
-	t.Logf("%d frames in order over %d moves", n, moves)
+	t.Logf("%d flows of %d frames, each in order, over %d moves", len(cpus), n, moves)
+
+	// Then every worker moves to its ring of blocks, one after the other,
+	// and stays there: each move must keep the others' choices, or a
+	// worker's frames go to the ring it does not read.
+	for _, a := range d.sys.autos {
+		a.hold.Store(true)
+	}
+	for i, a := range d.sys.autos {
+		if d.WorkerStats()[i].RingBlocks == 1 {
+			continue
+		}
+		a.force.Store(true)
+		for deadline := time.Now().Add(3 * time.Second); d.WorkerStats()[i].RingBlocks != 1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d did not move to its ring of blocks", i)
+			}
+		}
+	}
+	for w, cpu := range cpus {
+		var burst [][]byte
+		for i := range 100 {
+			payload := make([]byte, 18)
+			binary.BigEndian.PutUint32(payload, uint32(n+i))
+			f := buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
+			copy(f[0:6], p.a.Attrs().HardwareAddr)
+			burst = append(burst, f)
+		}
+		if err := sendFrames(p, cpu, burst, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := recvWhere(t, rx, 100*len(cpus), func(f []byte) bool {
+		return len(f) >= 46 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && binary.BigEndian.Uint32(f[42:]) >= uint32(n)
+	})
+	if len(late) != 100*len(cpus) {
+		t.Fatalf("with every worker on its ring of blocks, %d of %d frames were forwarded", len(late), 100*len(cpus))
+	}
 }
 
 // A link flap takes the rings out of their fanout group and puts them back
@@ -121,7 +195,13 @@ func TestAutoRingAfterLinkFlap(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(200 * time.Millisecond) // the carrier comes back asynchronously
-			go sendFrames(p, -1, frames, 20)
+			sent := make(chan error, 1)
+			go func() { sent <- sendFrames(p, -1, frames, 20) }()
+			defer func() {
+				if err := <-sent; err != nil {
+					t.Error(err)
+				}
+			}()
 			got := recvWhere(t, rx, len(frames), func(f []byte) bool {
 				return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && binary.BigEndian.Uint16(f[34:]) == 4242
 			})

@@ -23,6 +23,9 @@ import (
 type sysDataplane struct {
 	rings     []*ring
 	autos     []*autoRing // RingConfig.Auto: worker i's pair of rings (rings[i] is its ring of slots)
+	autoMu    sync.Mutex  // serialises the workers' moves: each replaces the whole group's program
+	autoOn    []bool      // under autoMu: whether worker i's ring of blocks is the one filled
+	autoCPUs  []int       // RingConfig.Auto with several workers: the CPU of each (FanoutCPU)
 	responder *responder
 	vips      []netip.Addr // the VIPs the filters and responder currently hold
 	drop      *kernelDrop  // nil: nft not available
@@ -63,8 +66,8 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	if err := checkFanout(cfg.Fanout, cfg.Workers, cfg.CPUs); err != nil {
 		return nil, err
 	}
-	if cfg.Ring.Auto && cfg.Workers != 1 {
-		return nil, fmt.Errorf("dataplane: the automatic choice of ring needs exactly one worker, got %d", cfg.Workers)
+	if cfg.Ring.Auto && cfg.Workers != 1 && cfg.Fanout != FanoutCPU {
+		return nil, fmt.Errorf("dataplane: the automatic choice of ring needs one worker, or FanoutCPU; got %d workers spread by flow hash", cfg.Workers)
 	}
 	d := &Dataplane{cfg: cfg, ifi: ifi, mac: [6]byte(ifi.HardwareAddr), start: time.Now()}
 	virtual := false
@@ -97,20 +100,32 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 	d.publish(t)
 	d.sys.stop = make(chan struct{})
 	group := fanoutGroup{id: -1}
+	if cfg.Ring.Auto || cfg.Workers > 1 {
+		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
+	}
 	switch {
 	case cfg.Ring.Auto:
-		// Two members, the ring of slots first: the program picks the ring.
-		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
-		group.prog = autoFanoutProgram(false)
-	case cfg.Workers > 1:
-		group.id = int(uint16(os.Getpid()) ^ uint16(ifi.Index)<<8)
-		if cfg.Fanout == FanoutCPU {
-			group.prog = cpuFanoutProgram(workerCPUs(cfg.Workers, cfg.CPUs))
+		// Every worker's ring of slots, then every worker's ring of
+		// blocks: the program picks a worker and one of its rings.
+		d.sys.autoOn = make([]bool, cfg.Workers)
+		if cfg.Workers > 1 {
+			d.sys.autoCPUs = workerCPUs(cfg.Workers, cfg.CPUs)
 		}
+		group.prog = autoFanoutProgram(d.sys.autoCPUs, d.sys.autoOn)
+	case cfg.Workers > 1 && cfg.Fanout == FanoutCPU:
+		group.prog = cpuFanoutProgram(workerCPUs(cfg.Workers, cfg.CPUs))
 	}
 	filter := vipFilter(vips)
 	slotsCfg := cfg.Ring
 	slotsCfg.Blocks = slotsCfg.Blocks && !cfg.Ring.Auto
+	fail := func(i int, err error) (*Dataplane, error) {
+		d.closeRings()
+		d.removeDrop()
+		if errors.Is(err, unix.EPERM) {
+			err = fmt.Errorf("%w (dsrlb needs CAP_NET_RAW and CAP_NET_ADMIN)", err)
+		}
+		return nil, fmt.Errorf("worker %d on %s: %w", i, cfg.Interface, err)
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		r, err := openRing(ifi.Index, slotsCfg, group, filter, nil)
 		if err == nil && virtual {
@@ -118,26 +133,22 @@ func Open(cfg Config, t *balancer.Table) (*Dataplane, error) {
 				r.close()
 			}
 		}
-		if err == nil && cfg.Ring.Auto {
-			blocksCfg := cfg.Ring
-			blocksCfg.Blocks = true
-			var rb *ring
-			if rb, err = openRing(ifi.Index, blocksCfg, group, filter, r.tx); err != nil {
-				r.close()
-			} else {
-				d.sys.autos = append(d.sys.autos, &autoRing{slots: r, blocks: rb})
-			}
-		}
 		if err != nil {
-			d.closeRings()
-			d.removeDrop()
-			if errors.Is(err, unix.EPERM) {
-				err = fmt.Errorf("%w (dsrlb needs CAP_NET_RAW and CAP_NET_ADMIN)", err)
-			}
-			return nil, fmt.Errorf("worker %d on %s: %w", i, cfg.Interface, err)
+			return fail(i, err)
 		}
 		d.sys.rings = append(d.sys.rings, r)
 		d.workers = append(d.workers, NewWorker(d.mac, cfg.FlowTableSize, int64(cfg.FlowIdleTimeout)))
+	}
+	if cfg.Ring.Auto {
+		blocksCfg := cfg.Ring
+		blocksCfg.Blocks = true
+		for i, r := range d.sys.rings {
+			rb, err := openRing(ifi.Index, blocksCfg, group, filter, r.tx)
+			if err != nil {
+				return fail(i, err)
+			}
+			d.sys.autos = append(d.sys.autos, &autoRing{idx: i, slots: r, blocks: rb})
+		}
 	}
 	d.sys.responder, err = openResponder(ifi, d.mac, cfg.Log)
 	if err != nil {

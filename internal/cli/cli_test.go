@@ -83,7 +83,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"bad ring", []string{"run", "--ring", "v3", "--interface", noIface, "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
 			"dsrlb: run: --ring: \"v3\": want \"frames\", \"blocks\" or \"auto\"\n"},
 		{"ring auto on two workers", []string{"run", "--ring", "auto", "--workers", "2", "--interface", noIface, "--vip", "10.0.0.100", "--backend", "10.0.0.1"},
-			"dsrlb: run: ring: auto needs exactly one worker (workers: 1), got 2 (--ring, --workers)\n"},
+			"dsrlb: run: ring: auto needs one worker (workers: 1), or workers spread by CPU (fanout: cpu): got 2 workers spread by flow hash (--ring, --workers, --fanout)\n"},
 		{"workers out of range with a config", []string{"run", "--config", file("h.yaml", goodConfig), "--workers", "5000"},
 			"dsrlb: run: --workers: must be between 0 and 256, got 5000\n"},
 		{"negative workers with a config", []string{"run", "--config", file("i.yaml", goodConfig), "--workers", "-3"},

@@ -79,7 +79,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if err := cfg.CheckRing(); err != nil {
-			return fmt.Errorf("ring: %v (--ring, --workers)", err)
+			return fmt.Errorf("ring: %v (--ring, --workers, --fanout)", err)
 		}
 		if flagSet(fs, "busy-poll") {
 			if err := cfg.SetBusyPoll(*busyPoll); err != nil {

@@ -319,8 +319,8 @@ func (c *Config) checkRing() string {
 	case RingFrames, RingBlocks:
 		return ""
 	case RingAuto:
-		if c.Workers != 1 {
-			return fmt.Sprintf("auto needs exactly one worker (workers: 1), got %s", workersString(c.Workers))
+		if c.Workers != 1 && c.Fanout != FanoutCPU {
+			return fmt.Sprintf("auto needs one worker (workers: 1), or workers spread by CPU (fanout: cpu): got %s workers spread by flow hash", workersString(c.Workers))
 		}
 		return ""
 	}

@@ -326,7 +326,7 @@ var parseErrorCases = []struct {
 	}, {
 		name: "ring auto with more than one worker",
 		in:   "ring: auto\n" + validYAML,
-		want: []string{`ring: auto needs exactly one worker (workers: 1), got 0 (one per CPU) (line 1)`},
+		want: []string{`ring: auto needs one worker (workers: 1), or workers spread by CPU (fanout: cpu): got 0 (one per CPU) workers spread by flow hash (line 1)`},
 	}, {
 		name: "fanout cpu without cpus",
 		in:   "fanout: cpu\n" + validYAML,
@@ -917,7 +917,7 @@ func TestFanout(t *testing.T) {
 }
 
 func TestRing(t *testing.T) {
-	for in, want := range map[string]string{"": RingFrames, "ring: frames\n": RingFrames, "ring: blocks\n": RingBlocks, "ring: auto\nworkers: 1\n": RingAuto} {
+	for in, want := range map[string]string{"": RingFrames, "ring: frames\n": RingFrames, "ring: blocks\n": RingBlocks, "ring: auto\nworkers: 1\n": RingAuto, "ring: auto\nfanout: cpu\ncpus: 0-1\n": RingAuto} {
 		c, err := Parse([]byte(in + validYAML))
 		if err != nil {
 			t.Errorf("%q: %v", in, err)

@@ -47,7 +47,8 @@
 //   - Fanout is "hash" or "cpu"; with "cpu" and more than one worker (or
 //     workers 0), CPUs lists exactly one CPU per worker.
 //
-//   - Ring is "frames", "blocks" or "auto"; "auto" only with Workers 1.
+//   - Ring is "frames", "blocks" or "auto"; "auto" only with Workers 1 or
+//     Fanout "cpu".
 //
 //   - FlowTable.Size is in 1..1<<24; FlowTable.IdleTimeout > 0;
 //     NeighborRefresh >= 1s.
