@@ -43,14 +43,18 @@
 // any frame up to 128 KiB; the kernel truncates larger ones, which are
 // dropped as truncated.
 //
-// With RingConfig.Auto (one worker) the worker has both rings, their sockets
-// the two members of a PACKET_FANOUT_CBPF group whose program returns 0 (the
-// slots) or 1 (the blocks). It looks after every batch: on the slots, a slot
-// an eighth of the ring ahead already filled for 5 ms moves it to the
-// blocks; on the blocks, a rate below 0.6× the one it moved at for three
-// 100 ms windows, or 10 s there, moves it back. A move replaces the program
-// (the setsockopt returns after an RCU grace period, when no CPU can still
-// be writing into the old ring), then forwards every frame left in the old
+// With RingConfig.Auto (one worker, or several with FanoutCPU) each worker
+// has both rings, all the sockets one PACKET_FANOUT_CBPF group: every
+// worker's ring of slots (member i for worker i), then every worker's ring
+// of blocks (member n+i), and a program that picks the worker (by the
+// receiving CPU, as for FanoutCPU) and one of its rings. A worker's move
+// replaces the whole program under a lock, keeping the others' choices.
+// A worker looks after every batch: on the slots, a slot an eighth of the
+// ring ahead already filled for 5 ms moves it to the blocks; on the
+// blocks, a rate below 0.6× the one it moved at for three 100 ms windows,
+// or 10 s there, moves it back. A move replaces the program (the
+// setsockopt returns after an RCU grace period, when no CPU can still be
+// writing into the old ring), then forwards every frame left in the old
 // ring (waiting up to 50 ms for a block the kernel was filling to be handed
 // over by its timeout) before reading the new one: a flow's frames keep
 // their order. Moves are counted (Stats.RingMoves, RingBlocks) and logged.

@@ -24,7 +24,8 @@ type RingConfig struct {
 	// group whose classic BPF program picks the ring; each move replaces
 	// the program (which waits for an RCU grace period, milliseconds) and
 	// empties the ring left before the other is read, so every flow keeps
-	// its order. It needs exactly one worker; Blocks is then ignored.
+	// its order. It needs one worker, or Fanout FanoutCPU (flows spread by
+	// hash cannot move one worker at a time); Blocks is then ignored.
 	Auto bool
 	// FrameSize is the size of one ring slot in bytes: a power of two of at
 	// least 2048, so that a full-MTU Ethernet frame fits with its metadata.
