@@ -157,34 +157,35 @@ func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
 	}
 }
 
-// A link flap takes the rings out of their fanout group and puts them back
-// (the kernel relinks members in its own order); the worker's frames still
-// reach the ring it reads, whichever that is.
+// A link flap takes every ring out of the fanout group and puts it back,
+// and the group's program names members by their place in it: on this
+// kernel they come back in the order they joined, and each worker's frames
+// still reach the ring it reads, whichever that is, on one worker or on
+// several with FanoutCPU (one on its blocks, one on its slots).
 func TestAutoRingAfterLinkFlap(t *testing.T) {
-	for _, onBlocks := range []bool{false, true} {
-		t.Run(map[bool]string{false: "slots", true: "blocks"}[onBlocks], func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		onBlocks []bool
+	}{{"slots", []bool{false}}, {"blocks", []bool{true}}, {"fanout cpu", []bool{true, false}}} {
+		t.Run(tc.name, func(t *testing.T) {
 			p := newTxPair(t)
-			d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{Auto: true}})
-			a := d.sys.autos[0]
-			rx := p.receiver(t)
-			frames := make([][]byte, 200)
-			for i := range frames {
-				payload := make([]byte, 18)
-				binary.BigEndian.PutUint32(payload, uint32(i))
-				frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, 4242, 53, payload)
-				copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+			cfg := Config{Interface: "a", Workers: len(tc.onBlocks), Ring: RingConfig{Auto: true}}
+			cpus := []int{-1}
+			if cfg.Workers > 1 {
+				cpus = cpus10(t)
+				cfg.CPUs, cfg.Fanout = cpus, FanoutCPU
 			}
-			if onBlocks {
-				// Another flow's frames wake the worker, which then moves.
-				other := buildFrame(t, netip.MustParseAddr("198.51.100.8"), vip4, layers.IPProtocolUDP, 4343, 53, make([]byte, 18))
-				copy(other[0:6], p.a.Attrs().HardwareAddr)
-				a.force.Store(true)
-				for deadline := time.Now().Add(3 * time.Second); d.Stats().RingMoves < 1; time.Sleep(20 * time.Millisecond) {
+			d, _ := runDataplane(t, p, cfg)
+			rx := p.receiver(t)
+			for i, a := range d.sys.autos {
+				a.hold.Store(true)
+				if !tc.onBlocks[i] {
+					continue
+				}
+				a.force.Store(true) // an idle worker looks at least every 100 ms
+				for deadline := time.Now().Add(3 * time.Second); d.WorkerStats()[i].RingBlocks != 1; time.Sleep(5 * time.Millisecond) {
 					if time.Now().After(deadline) {
-						t.Fatal("the worker did not move to its ring of blocks")
-					}
-					if err := sendFrames(p, -1, [][]byte{other}, 1); err != nil {
-						t.Fatal(err)
+						t.Fatalf("worker %d did not move to its ring of blocks", i)
 					}
 				}
 			}
@@ -195,19 +196,30 @@ func TestAutoRingAfterLinkFlap(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(200 * time.Millisecond) // the carrier comes back asynchronously
-			sent := make(chan error, 1)
-			go func() { sent <- sendFrames(p, -1, frames, 20) }()
-			defer func() {
-				if err := <-sent; err != nil {
-					t.Error(err)
+			before := d.WorkerStats()
+			const n = 200
+			for w, cpu := range cpus {
+				frames := make([][]byte, n)
+				for i := range frames {
+					payload := make([]byte, 18)
+					binary.BigEndian.PutUint32(payload, uint32(i))
+					frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
+					copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
 				}
-			}()
-			got := recvWhere(t, rx, len(frames), func(f []byte) bool {
-				return len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && binary.BigEndian.Uint16(f[34:]) == 4242
-			})
-			if len(got) != len(frames) {
+				if err := sendFrames(p, cpu, frames, 20); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := recvForwarded(t, rx, n*len(cpus))
+			if len(got) != n*len(cpus) {
 				st := d.Stats()
-				t.Fatalf("after a link flap %d of %d frames were forwarded (received %d, ring moves %d)", len(got), len(frames), st.Received, st.RingMoves)
+				t.Fatalf("after a link flap %d of %d frames were forwarded (received %d, ring moves %d)", len(got), n*len(cpus), st.Received, st.RingMoves)
+			}
+			time.Sleep(200 * time.Millisecond) // an idle worker publishes its counters
+			for i, st := range d.WorkerStats() {
+				if fwd := st.Forwarded() - before[i].Forwarded(); fwd != n {
+					t.Errorf("after a link flap worker %d (on its blocks: %v) forwarded %d frames, want its flow's %d", i, tc.onBlocks[i], fwd, n)
+				}
 			}
 		})
 	}
