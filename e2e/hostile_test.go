@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,16 @@ func TestMalformedCorpus(t *testing.T) { malformedCorpus(t, "", "ring=frames") }
 // offload from blocks, and sends the jumbo frame (larger than a transmit
 // slot) on its own.
 func TestMalformedCorpusBlocks(t *testing.T) { malformedCorpus(t, "ring: blocks\n", "ring=blocks") }
+
+// The same through ring: auto on the lab's two workers, spread by CPU: each
+// worker's two rings in one fanout group (the workers stay on their slots
+// unless they fall behind).
+func TestMalformedCorpusAuto(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("fanout: cpu with two workers needs two CPUs")
+	}
+	malformedCorpus(t, "ring: auto\nfanout: cpu\ncpus: 0-1\n", "ring=auto")
+}
 
 // malformedCorpus runs the corpus through a balancer whose config has extra
 // at its top and whose start-up log says ring.
