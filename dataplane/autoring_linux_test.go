@@ -60,6 +60,21 @@ func TestAutoRingMovesKeepOrderFanoutCPU(t *testing.T) {
 	}
 }
 
+// flowFrames builds frames from..from+n-1 of test flow w (UDP from source
+// port 4242+w to the test VIP, each carrying its number), addressed to the
+// pair's a end.
+func flowFrames(t *testing.T, p *txPair, w, from, n int) [][]byte {
+	t.Helper()
+	frames := make([][]byte, n)
+	for i := range frames {
+		payload := make([]byte, 18)
+		binary.BigEndian.PutUint32(payload, uint32(from+i))
+		frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
+		copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
+	}
+	return frames
+}
+
 // movesKeepOrder sends n frames of one flow per worker of d, worker i's
 // from a thread on cpus[i] (-1: any), 20 a millisecond, while every 80 ms
 // it has one worker after the other move to its other ring; then it checks
@@ -69,13 +84,7 @@ func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
 	rx := p.receiver(t)
 	sent := make(chan error, len(cpus))
 	for w, cpu := range cpus {
-		frames := make([][]byte, n)
-		for i := range frames {
-			payload := make([]byte, 18)
-			binary.BigEndian.PutUint32(payload, uint32(i))
-			frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
-			copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
-		}
+		frames := flowFrames(t, p, w, 0, n)
 		go func() { sent <- sendFrames(p, cpu, frames, 20) }()
 	}
 	stop := make(chan struct{})
@@ -137,15 +146,7 @@ func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
 		}
 	}
 	for w, cpu := range cpus {
-		var burst [][]byte
-		for i := range 100 {
-			payload := make([]byte, 18)
-			binary.BigEndian.PutUint32(payload, uint32(n+i))
-			f := buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
-			copy(f[0:6], p.a.Attrs().HardwareAddr)
-			burst = append(burst, f)
-		}
-		if err := sendFrames(p, cpu, burst, 0); err != nil {
+		if err := sendFrames(p, cpu, flowFrames(t, p, w, n, 100), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -199,14 +200,7 @@ func TestAutoRingAfterLinkFlap(t *testing.T) {
 			before := d.WorkerStats()
 			const n = 200
 			for w, cpu := range cpus {
-				frames := make([][]byte, n)
-				for i := range frames {
-					payload := make([]byte, 18)
-					binary.BigEndian.PutUint32(payload, uint32(i))
-					frames[i] = buildFrame(t, netip.MustParseAddr("198.51.100.7"), vip4, layers.IPProtocolUDP, uint16(4242+w), 53, payload)
-					copy(frames[i][0:6], p.a.Attrs().HardwareAddr)
-				}
-				if err := sendFrames(p, cpu, frames, 20); err != nil {
+				if err := sendFrames(p, cpu, flowFrames(t, p, w, 0, n), 20); err != nil {
 					t.Fatal(err)
 				}
 			}
