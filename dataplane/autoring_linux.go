@@ -24,29 +24,20 @@ type autoRing struct {
 
 // autoFanoutProgram is the fanout program that gives each of len(onBlocks)
 // workers' frames to its ring of blocks (onBlocks[i]) or of slots. With
-// cpus (FanoutCPU, several workers) a frame is worker i's if the CPU that
-// received it is cpus[i], or if that CPU's number modulo the workers is i,
-// as cpuFanoutProgram has it; with one worker every frame is its.
+// cpus (FanoutCPU, several workers) a frame is the worker's that
+// cpuFanoutProgram would give it to; with one worker every frame is its.
 func autoFanoutProgram(cpus []int, onBlocks []bool) []bpf.Instruction {
 	n := len(onBlocks)
-	member := func(i int) bpf.Instruction {
+	member := func(i int) uint32 {
 		if onBlocks[i] {
-			return bpf.RetConstant{Val: uint32(n + i)}
+			return uint32(n + i)
 		}
-		return bpf.RetConstant{Val: uint32(i)}
+		return uint32(i)
 	}
 	if len(cpus) == 0 || n == 1 {
-		return []bpf.Instruction{member(0)}
+		return []bpf.Instruction{bpf.RetConstant{Val: member(0)}}
 	}
-	prog := []bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtCPUID}}
-	for i, c := range cpus {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(c), SkipFalse: 1}, member(i))
-	}
-	prog = append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)})
-	for i := range n - 1 {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(i), SkipFalse: 1}, member(i))
-	}
-	return append(prog, member(n-1))
+	return cpuMemberProgram(cpus, member)
 }
 
 // active returns the ring the kernel fills.

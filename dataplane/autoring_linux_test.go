@@ -2,13 +2,41 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket/layers"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
+
+// The program of ring: auto with FanoutCPU picks the worker as the FanoutCPU
+// program does (members 0..n-1), then that worker's ring of blocks (member
+// n+i) or of slots. Run as in TestCPUFanoutProgram, the CPU loaded as a
+// constant.
+func TestAutoFanoutProgram(t *testing.T) {
+	cpus := []int{5, 2, 7}
+	onBlocks := []bool{false, true, false}
+	prog := autoFanoutProgram(cpus, onBlocks)
+	want := map[int]int{5: 0, 2: 4, 7: 2, 0: 0, 1: 4, 4: 4, 9: 0}
+	for _, cpu := range slices.Sorted(maps.Keys(want)) {
+		p := append([]bpf.Instruction{bpf.LoadConstant{Dst: bpf.RegA, Val: uint32(cpu)}}, prog[1:]...)
+		vm, err := bpf.NewVM(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := vm.Run(make([]byte, 60))
+		if err != nil || got != want[cpu] {
+			t.Errorf("frame received on CPU %d: member %d (%v), want %d", cpu, got, err, want[cpu])
+		}
+	}
+	if one := autoFanoutProgram(nil, []bool{true}); len(one) != 1 || one[0] != (bpf.RetConstant{Val: 1}) {
+		t.Errorf("one worker on its blocks: program %v, want ret #1", one)
+	}
+}
 
 // With RingConfig.Auto the worker moves between its ring of slots and its
 // ring of blocks while frames keep coming, and every frame of a flow is

@@ -138,14 +138,31 @@ func checkFanout(f Fanout, n int, cpus []int) error {
 // returns the index of the worker pinned to the CPU that received the
 // frame (worker i runs on cpus[i], and joined the group i-th), or that
 // CPU's number modulo the number of workers.
-func cpuFanoutProgram(cpus []int) []bpf.Instruction {
+func cpuFanoutProgram(cpus []int) []bpf.Instruction { return cpuMemberProgram(cpus, nil) }
+
+// cpuMemberProgram is a classic BPF fanout program that gives a frame
+// received on cpus[i], or on another CPU whose number modulo len(cpus) is
+// i, to member(i) of the group (nil: member i).
+func cpuMemberProgram(cpus []int, member func(i int) uint32) []bpf.Instruction {
+	n := max(len(cpus), 1)
+	ret := func(i int) bpf.Instruction {
+		if member == nil {
+			return bpf.RetConstant{Val: uint32(i)}
+		}
+		return bpf.RetConstant{Val: member(i)}
+	}
 	prog := []bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtCPUID}}
 	for i, c := range cpus {
-		prog = append(prog,
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(c), SkipFalse: 1},
-			bpf.RetConstant{Val: uint32(i)})
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(c), SkipFalse: 1}, ret(i))
 	}
-	return append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(max(len(cpus), 1))}, bpf.RetA{})
+	prog = append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(n)})
+	if member == nil {
+		return append(prog, bpf.RetA{})
+	}
+	for i := range n - 1 {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(i), SkipFalse: 1}, ret(i))
+	}
+	return append(prog, ret(n-1))
 }
 
 // Dataplane forwards VIP traffic arriving on one interface to the backends
