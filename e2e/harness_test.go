@@ -344,6 +344,24 @@ func (l *dsrLab) stopBalancer() string {
 }
 
 // get fetches url and returns the body.
+// settled polls read until two reads in a row, interval apart, are the same
+// by same (or until limit has passed), and returns the last read. Tests
+// that count frames in a window wait for earlier traffic to die down first:
+// the last ACKs of a connection's teardown come from whichever CPU took the
+// peer's FIN, well after the request returned.
+func settled[T any](read func() T, same func(a, b T) bool, interval, limit time.Duration) T {
+	last := read()
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		time.Sleep(interval)
+		now := read()
+		if same(now, last) {
+			return now
+		}
+		last = now
+	}
+	return last
+}
+
 func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

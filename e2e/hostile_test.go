@@ -228,16 +228,8 @@ func malformedCorpus(t *testing.T, extra, ring string) {
 	// quiet returns the counters once they stop moving: earlier traffic (the
 	// readiness probe's connection teardown) must not count for an entry.
 	quiet := func() map[string]uint64 {
-		prev := reasons()
-		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
-			time.Sleep(150 * time.Millisecond)
-			now := reasons()
-			if now["received"] == prev["received"] {
-				return now
-			}
-			prev = now
-		}
-		return prev
+		sameReceived := func(a, b map[string]uint64) bool { return a["received"] == b["received"] }
+		return settled(reasons, sameReceived, 150*time.Millisecond, 3*time.Second)
 	}
 	for _, c := range corpus {
 		before := quiet()

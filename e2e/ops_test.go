@@ -313,28 +313,14 @@ func TestFanoutCPU(t *testing.T) {
 		}
 		return [2]uint64{st.Workers[0].Received, st.Workers[1].Received}
 	}
-	// settled waits until the counters stop moving: the last frames of the
-	// requests above (the client's ACKs of the servers' FINs, sent from
-	// whichever CPU took the FIN) must not land in a window below.
-	settled := func() [2]uint64 {
-		first := received()
-		last := first
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-			time.Sleep(300 * time.Millisecond)
-			now := received()
-			if now == last {
-				break
-			}
-			last = now
-		}
-		if last != first {
-			t.Logf("the counters settled: %v frames came in late, %v", [2]uint64{last[0] - first[0], last[1] - first[1]}, last)
-		}
-		return last
-	}
 	const n = 200
 	for cpu := range 2 {
-		before := settled()
+		// The last frames of the requests above must not land in the window.
+		early := received()
+		before := settled(received, func(a, b [2]uint64) bool { return a == b }, 300*time.Millisecond, 5*time.Second)
+		if before != early {
+			t.Logf("%v frames of earlier traffic came in late", [2]uint64{before[0] - early[0], before[1] - early[1]})
+		}
 		err := l.client.NS.Do(func() error { // on a locked thread of its own
 			var old, set unix.CPUSet
 			if err := unix.SchedGetaffinity(0, &old); err != nil {
