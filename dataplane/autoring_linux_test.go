@@ -66,6 +66,20 @@ func TestAutoRingMovesKeepOrder(t *testing.T) {
 	movesKeepOrder(t, p, d, []int{-1}, 24000)
 }
 
+// Replacing the program can take the kernel long (it waits for an RCU grace
+// period: half a second was seen on a loaded machine), and meanwhile the
+// kernel already fills the new ring. The worker reads both rings during a
+// move, so the new one does not overflow and every frame still arrives
+// once and in order. Here each move takes 200 ms longer than the kernel's;
+// at this rate the ring of blocks holds 64 ms of frames (the kernel hands
+// over a block per 1 ms timeout, 64 blocks).
+func TestAutoRingSlowSwitch(t *testing.T) {
+	p := newTxPair(t)
+	d, _ := runDataplane(t, p, Config{Interface: "a", Workers: 1, Ring: RingConfig{Auto: true}})
+	d.sys.autos[0].slowSwitch.Store(int64(200 * time.Millisecond))
+	movesKeepOrder(t, p, d, []int{-1}, 24000)
+}
+
 // With FanoutCPU each of several workers moves between its own two rings
 // on its own (a move replaces the group's program, and keeps the other
 // workers' choices in it), and each flow's frames still arrive once and in

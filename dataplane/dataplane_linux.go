@@ -379,16 +379,32 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRi
 			return fmt.Errorf("pin to CPU %d: %w", cpu, os.NewSyscallError("sched_setaffinity", err))
 		}
 	}
+	if a != nil {
+		// A move under way ends first: its goroutine uses the rings.
+		defer func() {
+			if a.switching != nil {
+				<-a.switching
+			}
+		}()
+	}
 	batches := 0
 	for ctx.Err() == nil {
 		if a != nil {
+			if a.switching != nil {
+				if err := d.autoStep(w, a); err != nil {
+					return fmt.Errorf("wait on the receive rings: %w", err)
+				}
+				continue
+			}
 			r = a.active()
 		}
 		if !r.ready() {
 			w.publish()
 			if a != nil {
 				now, _ := d.clock()
-				d.autoLook(w, a, now, false)
+				if d.autoLook(w, a, now, false); a.switching != nil {
+					continue
+				}
 			}
 			if r.spin(spin) {
 				continue

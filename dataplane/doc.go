@@ -52,12 +52,19 @@
 // A worker looks after every batch: on the slots, a slot an eighth of the
 // ring ahead already filled for 5 ms moves it to the blocks; on the
 // blocks, a rate below 0.6× the one it moved at for three 100 ms windows,
-// or 10 s there, moves it back. A move replaces the program (the
-// setsockopt returns after an RCU grace period, when no CPU can still be
-// writing into the old ring), then forwards every frame left in the old
-// ring (waiting up to 50 ms for a block the kernel was filling to be handed
-// over by its timeout) before reading the new one: a flow's frames keep
-// their order. Moves are counted (Stats.RingMoves, RingBlocks) and logged.
+// or 10 s there, moves it back. A move replaces the program on a goroutine
+// of its own: the setsockopt returns after an RCU grace period, when no CPU
+// can still be writing into the old ring (milliseconds; half a second was
+// seen on a loaded machine). Meanwhile the worker reads both rings. A CPU
+// changes programs between two frames, so whatever the new ring holds came
+// after its flows' frames in the old one: the worker counts it, empties the
+// old ring, and forwards it once nothing is still being written there (no
+// ready slot past the one it waits on, no frames in a block the kernel is
+// filling). A flow's frames keep their order, and the new ring does not
+// fill up while the kernel takes its time. When the setsockopt returns, the
+// worker forwards what is left in the old ring (waiting up to 50 ms for a
+// block to be handed over by its timeout) and goes on with the new one.
+// Moves are counted (Stats.RingMoves, RingBlocks) and logged.
 //
 // When its ring runs empty a worker spins on it for
 // RingConfig.BusyPoll (200 µs by default, yielding the CPU to anything else

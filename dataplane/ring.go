@@ -22,9 +22,10 @@ type RingConfig struct {
 	// 10 s, to try): the slots' latency when it can keep up, the blocks'
 	// lower cost per frame when it cannot. Both sockets are one fanout
 	// group whose classic BPF program picks the ring; each move replaces
-	// the program (which waits for an RCU grace period, milliseconds) and
-	// empties the ring left before the other is read, so every flow keeps
-	// its order. It needs one worker, or Fanout FanoutCPU (flows spread by
+	// the program (which waits for an RCU grace period, milliseconds),
+	// and until then the worker reads both rings, emptying the old one
+	// before each batch of the new, so every flow keeps its order. It
+	// needs one worker, or Fanout FanoutCPU (flows spread by
 	// hash cannot move one worker at a time); Blocks is then ignored.
 	Auto bool
 	// FrameSize is the size of one ring slot in bytes: a power of two of at

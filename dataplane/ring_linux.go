@@ -332,19 +332,37 @@ func (r *ring) spin(d time.Duration) bool {
 // sleeps instead of spinning, and the next big frame's recvfrom does not
 // fail on it.
 func (r *ring) wait(timeoutMs int) error {
-	fds := [1]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
 	for !r.ready() {
-		_, err := unix.Poll(fds[:], timeoutMs)
+		err := waitEither(r, nil, timeoutMs)
 		if err == unix.EINTR {
 			continue
 		}
-		if err != nil {
-			return os.NewSyscallError("poll", err)
+		return err
+	}
+	return nil
+}
+
+// waitEither blocks in poll until r or s (if not nil) has a frame ready or
+// timeoutMs passes, and clears a pending socket error as wait does. It
+// returns unix.EINTR when a signal came first.
+func waitEither(r, s *ring, timeoutMs int) error {
+	fds := [2]unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN | unix.POLLERR}}
+	n := 1
+	if s != nil {
+		fds[1] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN | unix.POLLERR}
+		n = 2
+	}
+	_, err := unix.Poll(fds[:n], timeoutMs)
+	if err == unix.EINTR {
+		return err
+	}
+	if err != nil {
+		return os.NewSyscallError("poll", err)
+	}
+	for _, fd := range fds[:n] {
+		if fd.Revents&unix.POLLERR != 0 {
+			unix.GetsockoptInt(int(fd.Fd), unix.SOL_SOCKET, unix.SO_ERROR)
 		}
-		if fds[0].Revents&unix.POLLERR != 0 {
-			unix.GetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		}
-		return nil
 	}
 	return nil
 }
