@@ -343,7 +343,6 @@ func (l *dsrLab) stopBalancer() string {
 	return l.lbOut.String()
 }
 
-// get fetches url and returns the body.
 // settled polls read until two reads in a row, interval apart, are the same
 // by same (or until limit has passed), and returns the last read. Tests
 // that count frames in a window wait for earlier traffic to die down first:
@@ -362,6 +361,7 @@ func settled[T any](read func() T, same func(a, b T) bool, interval, limit time.
 	return last
 }
 
+// get fetches url and returns the body.
 func get(ctx context.Context, c *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
