@@ -18,11 +18,10 @@ type autoRing struct {
 	idx           int
 	slots, blocks *ring
 	st            autoState
-	// A move under way: a goroutine of its own replaces the group's
-	// program and reports on switching when the kernel is done; moveTo
-	// says to which ring (blocks if true), moveAt when it began.
+	// A move under way (to the ring other returns): a goroutine of its
+	// own replaces the group's program and reports on switching when the
+	// kernel is done; moveAt is when it began.
 	switching  chan error
-	moveTo     bool
 	moveAt     int64
 	force      atomic.Bool  // tests: move at the next look, whatever st says
 	hold       atomic.Bool  // tests: move only when forced
@@ -72,9 +71,9 @@ func (d *Dataplane) autoLook(w *Worker, a *autoRing, now int64, busy bool) {
 	backlogged := busy && !a.st.blocks && a.slots.backlogged()
 	move := !a.hold.Load() && a.st.observe(now, w.c.received, backlogged)
 	if move || a.force.CompareAndSwap(true, false) {
-		a.moveTo, a.moveAt = !a.st.blocks, now
+		a.moveAt = now
 		a.switching = make(chan error, 1)
-		go d.switchProgram(a, a.moveTo, a.switching)
+		go d.switchProgram(a, !a.st.blocks, a.switching)
 	}
 }
 
@@ -117,13 +116,9 @@ func (d *Dataplane) autoStep(w *Worker, a *autoRing) error {
 	default:
 	}
 	n := next.readyRun()
-	took := false
-	for old.ready() {
-		d.processBatch(w, old)
-		took = true
-	}
+	took := d.takeReady(w, old)
 	if n > 0 && old.settled() {
-		d.processFirst(w, next, n)
+		d.processUpTo(w, next, n)
 		took = true
 	}
 	if took {
@@ -143,7 +138,7 @@ func (d *Dataplane) autoStep(w *Worker, a *autoRing) error {
 // err: it forwards what is left in the ring the kernel no longer fills, and
 // the worker goes on with the other.
 func (d *Dataplane) autoMoved(w *Worker, a *autoRing, old *ring, err error) {
-	to, began := a.moveTo, a.moveAt
+	to, began := !a.st.blocks, a.moveAt
 	if err != nil {
 		d.cfg.Log.Warn("ring auto: could not switch rings; trying again in a second", "interface", d.ifi.Name, "worker", a.idx, "to_blocks", to, "err", err)
 		a.st.since, a.st.backlogFrom = began, 0
@@ -168,30 +163,23 @@ func (d *Dataplane) autoMoved(w *Worker, a *autoRing, old *ring, err error) {
 	}
 }
 
-// processFirst forwards the first n ready frames of r (of a ring of blocks:
-// its current block).
-func (d *Dataplane) processFirst(w *Worker, r *ring, n int) {
-	if r.bsize > 0 {
+// takeReady forwards every frame ready in r, and reports whether there was
+// any.
+func (d *Dataplane) takeReady(w *Worker, r *ring) (took bool) {
+	for r.ready() {
 		d.processBatch(w, r)
-		return
+		took = true
 	}
-	batch := r.batch
-	r.batch = min(n, batch)
-	d.processBatch(w, r)
-	r.batch = batch
+	return took
 }
 
 // drainRing forwards every frame left in r, which the kernel no longer
 // fills. A block it was filling is handed over by the block timeout.
 func (d *Dataplane) drainRing(w *Worker, r *ring) {
-	for r.ready() {
-		d.processBatch(w, r)
-	}
+	d.takeReady(w, r)
 	for deadline := time.Now().Add(50 * blockTimeoutMs * time.Millisecond); r.bsize > 0 && r.pending() && time.Now().Before(deadline); {
 		r.wait(1)
-		for r.ready() {
-			d.processBatch(w, r)
-		}
+		d.takeReady(w, r)
 	}
 }
 

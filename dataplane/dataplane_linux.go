@@ -440,7 +440,10 @@ func (d *Dataplane) runWorker(ctx context.Context, w *Worker, r *ring, a *autoRi
 // processBatch handles the ready slots, at most one transmit batch of them
 // (or the current block, whole), and gives them back to the kernel. It never
 // allocates. It returns the monotonic time it took them at.
-func (d *Dataplane) processBatch(w *Worker, r *ring) (now int64) {
+func (d *Dataplane) processBatch(w *Worker, r *ring) (now int64) { return d.processUpTo(w, r, r.batch) }
+
+// processUpTo is processBatch taking at most n slots (a block whole).
+func (d *Dataplane) processUpTo(w *Worker, r *ring, n int) (now int64) {
 	p := d.table.Load()
 	w.adoptSlots(p.t)
 	// The kernel stamps each frame with the wall clock when it writes it,
@@ -450,7 +453,7 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) (now int64) {
 	if r.bsize > 0 {
 		d.processBlock(w, r, p, now, wall)
 	} else {
-		d.processSlots(w, r, p, now, wall)
+		d.processSlots(w, r, p, now, wall, n)
 	}
 	r.flush()
 	r.release()
@@ -458,8 +461,8 @@ func (d *Dataplane) processBatch(w *Worker, r *ring) (now int64) {
 	return now
 }
 
-func (d *Dataplane) processSlots(w *Worker, r *ring, p *tableRef, now, wall int64) {
-	for range r.batch {
+func (d *Dataplane) processSlots(w *Worker, r *ring, p *tableRef, now, wall int64, n int) {
+	for range n {
 		s, status, ok := r.next()
 		if !ok {
 			break

@@ -77,7 +77,7 @@ type Config struct {
 	// (each on its own, the least latency), RingBlocks (in blocks of
 	// frames: less CPU per frame, up to a millisecond more latency) or
 	// RingAuto (frames, and blocks while the worker falls behind; one
-	// worker only).
+	// worker, or several with FanoutCPU).
 	Ring string
 	// VIPMAC is the MAC address the VIPs answer on: VIPMACInterface (the
 	// interface's own), VIPMACAuto (a virtual MAC derived from it) or a
@@ -304,16 +304,11 @@ func (c *Config) SetRing(v string) (err error) {
 	return err
 }
 
-// CheckRing returns an error if Ring does not fit Workers, as Parse would
-// report it: use it after changing either.
-func (c *Config) CheckRing() error {
-	if msg := c.checkRing(); msg != "" {
-		return errors.New(msg)
-	}
-	return nil
-}
+// CheckRing returns an error if Ring does not fit Workers and Fanout, as
+// Parse would report it: use it after changing any of them.
+func (c *Config) CheckRing() error { return errorOf(c.checkRing()) }
 
-// checkRing returns what is wrong with Ring given Workers, or "".
+// checkRing returns what is wrong with Ring given Workers and Fanout, or "".
 func (c *Config) checkRing() string {
 	switch c.Ring {
 	case RingFrames, RingBlocks:
@@ -933,11 +928,14 @@ func lineAt(data []byte, off int) int {
 
 // CheckFanout returns an error if Fanout does not fit Workers and CPUs, as
 // validation would report it: for a caller that changed them after Load.
-func (c *Config) CheckFanout() error {
-	if msg := c.checkFanout(); msg != "" {
-		return errors.New(msg)
+func (c *Config) CheckFanout() error { return errorOf(c.checkFanout()) }
+
+// errorOf returns msg as an error, nil if it is "".
+func errorOf(msg string) error {
+	if msg == "" {
+		return nil
 	}
-	return nil
+	return errors.New(msg)
 }
 
 // checkFanout returns what is wrong with Fanout given Workers and CPUs, or "".
