@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -117,17 +118,37 @@ func flowFrames(t *testing.T, p *txPair, w, from, n int) [][]byte {
 	return frames
 }
 
+// sendDuringMoves sends frames from a thread on cpu (-1: any), 20 a
+// millisecond, in five parts, the k-th once d's workers have moved k times:
+// a move takes the kernel's grace period, which on a loaded machine can
+// outlast the whole of the frames at this rate.
+func sendDuringMoves(p *txPair, d *Dataplane, cpu int, frames [][]byte) error {
+	const parts = 5
+	for k := range parts {
+		for deadline := time.Now().Add(20 * time.Second); d.Stats().RingMoves < uint64(k); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the workers moved %d times in 20 s, want %d before part %d of the frames", d.Stats().RingMoves, k, k+1)
+			}
+		}
+		if err := sendFrames(p, cpu, frames[k*len(frames)/parts:(k+1)*len(frames)/parts], 20); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // movesKeepOrder sends n frames of one flow per worker of d, worker i's
-// from a thread on cpus[i] (-1: any), 20 a millisecond, while every 80 ms
-// it has one worker after the other move to its other ring; then it checks
-// that each flow's frames were forwarded once each and in order.
+// from a thread on cpus[i] (-1: any), 20 a millisecond (sendDuringMoves),
+// while every 80 ms it has one worker after the other move to its other
+// ring; then it checks that each flow's frames were forwarded once each and
+// in order.
 func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
 	t.Helper()
 	rx := p.receiver(t)
 	sent := make(chan error, len(cpus))
 	for w, cpu := range cpus {
 		frames := flowFrames(t, p, w, 0, n)
-		go func() { sent <- sendFrames(p, cpu, frames, 20) }()
+		go func() { sent <- sendDuringMoves(p, d, cpu, frames) }()
 	}
 	stop := make(chan struct{})
 	go func() {

@@ -96,7 +96,7 @@ func recvN(t *testing.T, fd int, n int) [][]byte {
 }
 
 // recvWhere reads the frames that keep accepts from fd until n have come,
-// then 100 ms more for any extra one, or until 10 s have passed.
+// then 100 ms more for any extra one, or until 10 s have passed without one.
 func recvWhere(t *testing.T, fd int, n int, keep func([]byte) bool) [][]byte {
 	t.Helper()
 	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
@@ -119,6 +119,7 @@ func recvWhere(t *testing.T, fd int, n int, keep func([]byte) bool) [][]byte {
 		}
 		if keep(buf[:m]) {
 			out = append(out, bytes.Clone(buf[:m]))
+			deadline = time.Now().Add(10 * time.Second)
 		}
 	}
 	return out
