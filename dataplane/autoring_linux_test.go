@@ -194,15 +194,26 @@ func movesKeepOrder(t *testing.T, p *txPair, d *Dataplane, cpus []int, n int) {
 	// Then every worker moves to its ring of blocks, one after the other,
 	// and stays there: each move must keep the others' choices, or a
 	// worker's frames go to the ring it does not read.
+	// A move forced above may still be under way (or not yet begun): the
+	// workers settle first.
 	for _, a := range d.sys.autos {
 		a.hold.Store(true)
+		a.force.Store(false)
+	}
+	for last, deadline := d.Stats().RingMoves, time.Now().Add(20*time.Second); time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		now := d.Stats().RingMoves
+		if now == last {
+			break
+		}
+		last = now
 	}
 	for i, a := range d.sys.autos {
 		if d.WorkerStats()[i].RingBlocks == 1 {
 			continue
 		}
 		a.force.Store(true)
-		for deadline := time.Now().Add(3 * time.Second); d.WorkerStats()[i].RingBlocks != 1; time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(20 * time.Second); d.WorkerStats()[i].RingBlocks != 1; time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("worker %d did not move to its ring of blocks", i)
 			}
